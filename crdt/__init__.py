@@ -1,0 +1,1 @@
+"""Meshpad core: documents, causal delivery, protocols and the storage port. Sans-IO."""

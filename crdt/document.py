@@ -1,0 +1,198 @@
+"""One replica of one document: a pycrdt ``Doc`` whose text is the root
+``Text`` named ``content``, behind a causal gate.
+
+Rules kept here:
+
+* pycrdt is never handed an update before the updates it builds on (Yrs
+  diverges otherwise); early updates wait in a bounded buffer.
+* Every change is applied inside a transaction with an origin, so undo in any
+  replica only ever reverts its own author's edits.
+* The observer only captures the bytes of each transaction; it never touches
+  the document it observes (pycrdt raises "Already mutably borrowed").
+* Positions given to pycrdt ``Text`` count UTF-8 bytes; Python positions count
+  code points. :func:`utf8_offset` converts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+from pycrdt import Doc, Text, TransactionEvent
+
+from crdt.errors import LocalProtocolError, RemoteProtocolError
+from crdt.yupdate import StateVector, UpdateInfo, decode_state_vector, parse_update
+
+TEXT_NAME = "content"
+# An update that arrives ahead of its causes waits here. The bounds keep a
+# peer that sends only orphans from growing memory without limit; past them
+# the sender is told to resynchronise (see BufferFull).
+MAX_PENDING_UPDATES = 1_000
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+
+Origin = Hashable
+_EMPTY_UPDATE = b"\x00\x00"  # no structs, no deletions
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A transaction that changed the replica: the bytes it integrated, as a
+    v1 update, and who caused it."""
+
+    update: bytes
+    origin: Origin
+
+
+class BufferFull(RemoteProtocolError):
+    """Too many updates are waiting for their causes; resync the sender."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    update: bytes
+    info: UpdateInfo
+    origin: Origin
+
+
+def utf8_offset(text: str, index: int) -> int:
+    """The pycrdt (UTF-8 byte) position of code-point position *index*."""
+    return len(text[:index].encode("utf-8"))
+
+
+class Document:
+    """A document replica. Not thread-safe: pycrdt documents belong to the
+    thread that made them."""
+
+    def __init__(self, name: str, client_id: int) -> None:
+        if not 0 < client_id < 2**32:
+            raise LocalProtocolError("client id must be a 32-bit positive integer")
+        self.name = name
+        self._doc: Doc = Doc(client_id=client_id)
+        self._text: Text = self._doc.get(TEXT_NAME, type=Text)
+        self._captured: list[bytes] = []
+        self._sv: StateVector | None = None
+        self._pending: list[_Pending] = []
+        self._pending_bytes = 0
+        self._subscription = self._doc.observe(self._on_transaction)
+
+    # -- reading -----------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return str(self._text)
+
+    def state_vector(self) -> StateVector:
+        if self._sv is None:
+            self._sv = decode_state_vector(self._doc.get_state())
+        return dict(self._sv)
+
+    def encode_state_vector(self) -> bytes:
+        return self._doc.get_state()
+
+    def encode_state(self) -> bytes:
+        """The whole document as one update."""
+        return self._doc.get_update()
+
+    def diff(self, remote_state_vector: bytes) -> bytes:
+        """What a replica at *remote_state_vector* lacks, as one update.
+        The state vector is validated first: pycrdt must not see garbage."""
+        decode_state_vector(remote_state_vector)
+        return self._doc.get_update(remote_state_vector)
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def pending_from(self, origin: Origin) -> bool:
+        return any(p.origin == origin for p in self._pending)
+
+    # -- writing -----------------------------------------------------------
+
+    def load(self, updates: Iterable[bytes]) -> None:
+        """Apply updates read back from the local store, in stored order.
+        They were integrated here before, so they are causal by construction."""
+        for update in updates:
+            self._doc.apply_update(update)
+        self._captured.clear()
+        self._sv = None
+
+    def receive(self, update: bytes, origin: Origin) -> list[Change]:
+        """Apply an update from the network once its causes are here.
+
+        Returns the changes integrated (this update and any buffered ones it
+        released), in order. Raises :class:`RemoteProtocolError` for a
+        malformed update and :class:`BufferFull` when it cannot wait.
+        """
+        info = parse_update(update)
+        if info.is_empty():
+            return []
+        sv = self.state_vector()
+        if not info.is_ready(sv):
+            if (
+                len(self._pending) >= MAX_PENDING_UPDATES
+                or self._pending_bytes + len(update) > MAX_PENDING_BYTES
+            ):
+                raise BufferFull(f"{self.name}: too many updates waiting for their causes")
+            self._pending.append(_Pending(update, info, origin))
+            self._pending_bytes += len(update)
+            return []
+        changes = self._apply(update, info, origin, sv)
+        if self._pending:
+            changes.extend(self._drain_pending())
+        return changes
+
+    def drop_pending(self, origin: Origin) -> int:
+        """Forget the buffered updates of *origin* (its link closed and it will
+        resynchronise); return how many were dropped."""
+        kept = [p for p in self._pending if p.origin != origin]
+        dropped = len(self._pending) - len(kept)
+        self._pending = kept
+        self._pending_bytes = sum(len(p.update) for p in kept)
+        return dropped
+
+    def edit(self, origin: Origin, *, insert: str = "", at: int = 0, delete: int = 0) -> list[Change]:
+        """Author a change here: delete *delete* code points at code-point
+        position *at*, then insert *insert* there."""
+        current = self.text
+        if not 0 <= at <= len(current) or delete < 0 or at + delete > len(current):
+            raise LocalProtocolError("edit outside the text")
+        start = utf8_offset(current, at)
+        with self._doc.transaction(origin=origin):
+            if delete:
+                end = utf8_offset(current, at + delete)
+                del self._text[start:end]
+            if insert:
+                self._text.insert(start, insert)
+        return self._take(origin)
+
+    # -- internals ---------------------------------------------------------
+
+    def _apply(self, update: bytes, info: UpdateInfo, origin: Origin, sv: StateVector) -> list[Change]:
+        if info.is_known(sv):
+            return []
+        with self._doc.transaction(origin=origin):
+            self._doc.apply_update(update)
+        return self._take(origin)
+
+    def _drain_pending(self) -> list[Change]:
+        changes: list[Change] = []
+        progressed = True
+        while progressed and self._pending:
+            progressed = False
+            sv = self.state_vector()
+            for item in list(self._pending):
+                if item.info.is_ready(sv):
+                    self._pending.remove(item)
+                    self._pending_bytes -= len(item.update)
+                    changes.extend(self._apply(item.update, item.info, item.origin, sv))
+                    sv = self.state_vector()
+                    progressed = True
+        return changes
+
+    def _take(self, origin: Origin) -> list[Change]:
+        captured, self._captured = self._captured, []
+        return [Change(update, origin) for update in captured if update != _EMPTY_UPDATE]
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Runs inside the write transaction: capture bytes, touch nothing.
+        self._captured.append(bytes(event.update))
+        self._sv = None

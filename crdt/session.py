@@ -1,0 +1,147 @@
+"""The browser side of one document: every editor connected to it through the
+y-websocket protocol, sans-IO.
+
+The shell calls :meth:`DocumentSession.connect`, :meth:`~DocumentSession.receive`
+and :meth:`~DocumentSession.disconnect` with a connection id and gets back
+effects to perform, in order:
+
+* :class:`Send` — write these bytes to that connection;
+* :class:`Changed` — the document changed (store it, tell other peers).
+
+Rules kept here (y-websocket server behaviour, which stock clients rely on):
+
+1. A new connection gets sync step 1, then the awareness of everyone present.
+2. Step 1 is answered with step 2 (the diff against the sender's state vector).
+3. A change is sent to every other connection, never back to its author.
+4. Awareness is relayed to *every* connection, the sender included: a lone
+   client counts its own echo as a sign of life and reconnects without it.
+5. When a connection closes, the awareness states it introduced are removed
+   at once, for everyone left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crdt.document import Change, Document
+from crdt.errors import RemoteProtocolError
+from crdt import ywire
+
+ConnectionId = int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    connection: ConnectionId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    update: bytes
+    origin: object
+
+
+Effect = Send | Changed
+
+
+@dataclass(slots=True)
+class _AwarenessState:
+    clock: int
+    state: str  # JSON text; "null" once the client left
+    owner: ConnectionId | None
+
+
+@dataclass(slots=True)
+class DocumentSession:
+    document: Document
+    connections: set[ConnectionId] = field(default_factory=set)
+    _awareness: dict[int, _AwarenessState] = field(default_factory=dict)
+
+    # -- connections ---------------------------------------------------------
+
+    def connect(self, conn: ConnectionId) -> list[Effect]:
+        self.connections.add(conn)
+        effects: list[Effect] = [Send(conn, ywire.encode_sync_step1(self.document.encode_state_vector()))]
+        present = self._present()
+        if present:
+            effects.append(Send(conn, ywire.encode_awareness(present)))
+        return effects
+
+    def disconnect(self, conn: ConnectionId) -> list[Effect]:
+        self.connections.discard(conn)
+        self.document.drop_pending(conn)
+        gone: list[ywire.AwarenessEntry] = []
+        for client, entry in self._awareness.items():
+            if entry.owner == conn:
+                entry.owner = None
+                if entry.state != "null":
+                    entry.clock += 1
+                    entry.state = "null"
+                    gone.append(ywire.AwarenessEntry(client, entry.clock, "null"))
+        for entry in gone:
+            del self._awareness[entry.client]  # the connection is closed: nobody can revive it
+        if not gone:
+            return []
+        data = ywire.encode_awareness(gone)
+        return [Send(other, data) for other in sorted(self.connections)]
+
+    # -- messages ------------------------------------------------------------
+
+    def receive(self, conn: ConnectionId, frame: bytes) -> list[Effect]:
+        """Handle one frame from *conn*. Raises RemoteProtocolError (and
+        changes nothing) when the frame is not valid."""
+        if conn not in self.connections:
+            raise RemoteProtocolError("connection is not open")
+        message = ywire.decode_message(frame)
+        if isinstance(message, ywire.SyncStep1):
+            diff = self.document.diff(message.state_vector)
+            return [Send(conn, ywire.encode_sync_step2(diff))]
+        if isinstance(message, (ywire.SyncStep2, ywire.SyncUpdate)):
+            return self.apply(message.update, conn)
+        if isinstance(message, ywire.Awareness):
+            return self._receive_awareness(conn, message.entries)
+        present = self._present()
+        return [Send(conn, ywire.encode_awareness(present))] if present else []
+
+    def apply(self, update: bytes, origin: object) -> list[Effect]:
+        """Integrate an update (from a browser or from elsewhere) and fan the
+        resulting changes out to every connection but the one they came from."""
+        changes = self.document.receive(update, origin)
+        return self.changed(changes)
+
+    def changed(self, changes: list[Change]) -> list[Effect]:
+        effects: list[Effect] = []
+        for change in changes:
+            effects.append(Changed(change.update, change.origin))
+            data = ywire.encode_sync_update(change.update)
+            effects.extend(Send(c, data) for c in sorted(self.connections) if c != change.origin)
+        return effects
+
+    def _receive_awareness(self, conn: ConnectionId, entries: tuple[ywire.AwarenessEntry, ...]) -> list[Effect]:
+        accepted: list[ywire.AwarenessEntry] = []
+        for entry in entries:
+            current = self._awareness.get(entry.client)
+            if current is not None and current.owner not in (None, conn):
+                continue  # another connection speaks for this client
+            if (
+                current is None
+                or current.clock < entry.clock
+                or (current.clock == entry.clock and entry.is_removal and current.state != "null")
+            ):
+                self._awareness[entry.client] = _AwarenessState(entry.clock, entry.state, conn)
+                accepted.append(entry)
+        if not accepted:
+            return []
+        data = ywire.encode_awareness(accepted)
+        return [Send(c, data) for c in sorted(self.connections)]
+
+    def _present(self) -> list[ywire.AwarenessEntry]:
+        return [
+            ywire.AwarenessEntry(client, s.clock, s.state)
+            for client, s in sorted(self._awareness.items())
+            if s.state != "null"
+        ]
+
+    def awareness_count(self) -> int:
+        return len(self._present())

@@ -1,0 +1,1 @@
+"""Meshpad peer: the aiohttp shell around the sans-IO core in ``crdt``."""

@@ -1,0 +1,57 @@
+"""The app factory, used by the ``meshpad`` command and by the tests alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+
+import jinja2
+from aiohttp import web
+
+from crdt.store import Store
+from server import browser_ws, pages
+from server.assets import StaticFiles, asset_root
+from server.keys import BROWSER_SOCKETS, RUNTIME, SETTINGS, STATIC, TEMPLATES
+from server.runtime import Runtime
+from server.settings import Settings
+from server.sqlite_store import SQLiteStore
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
+    """Build the peer's application. The store opens when the app starts
+    (``SQLiteStore`` in ``settings.data_dir`` unless one is given)."""
+    app = web.Application(client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024)
+    root = asset_root()
+    static = StaticFiles(root / "static")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["static_url"] = static.url
+    env.filters["when"] = _when
+    app[SETTINGS] = settings
+    app[STATIC] = static
+    app[TEMPLATES] = env
+    app[BROWSER_SOCKETS] = set()
+
+    runtime = Runtime(lambda: store if store is not None else SQLiteStore(settings.data_dir))
+    app[RUNTIME] = runtime
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app.cleanup_ctx.append(runtime_ctx)
+    app.on_shutdown.append(browser_ws.close_all)
+    pages.add_routes(app)
+    app.router.add_get("/ws/{name}", browser_ws.handle)
+    app.router.add_get("/static/{digest}/{path:.+}", static.handle)
+    return app

@@ -1,0 +1,56 @@
+"""Where the templates and static files are, and their content-hashed URLs.
+
+In a source checkout they sit at the top of the repository; in an installed
+wheel they are shipped inside this package as ``server/_assets`` (see
+``pyproject.toml``). Static URLs are ``/static/{hash}/{path}``: the hash of the
+file's bytes, so a browser cache never serves a stale editor or bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from pathlib import Path
+
+from aiohttp import web
+
+VENDOR_BUNDLE = "vendor/meshpad-vendor-1.0.0.js"
+# Files under static/ that pages may reference; anything else is not served.
+SERVED = ("editor.js", "style.css", VENDOR_BUNDLE)
+
+
+def asset_root() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_assets", here.parent):
+        if (candidate / "templates").is_dir() and (candidate / "static").is_dir():
+            return candidate
+    raise RuntimeError(f"Meshpad's templates and static files are missing (looked in {here / '_assets'} and {here.parent})")
+
+
+class StaticFiles:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._files: dict[str, tuple[str, bytes, str]] = {}
+        for rel in SERVED:
+            data = (root / rel).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
+            if rel.endswith(".js"):
+                ctype = "text/javascript"
+            self._files[rel] = (digest, data, ctype)
+
+    def url(self, rel: str) -> str:
+        digest = self._files[rel][0]
+        return f"/static/{digest}/{rel}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        rel = request.match_info["path"]
+        found = self._files.get(rel)
+        if found is None:
+            raise web.HTTPNotFound(text="no such file")
+        digest, data, ctype = found
+        if request.match_info["digest"] == digest:
+            cache = "public, max-age=31536000, immutable"
+        else:
+            cache = "no-cache"  # an old page asked for an old version: serve the current one, do not keep it
+        return web.Response(body=data, content_type=ctype, charset="utf-8", headers={"Cache-Control": cache})

@@ -1,0 +1,93 @@
+"""``WS /ws/{name}``: the y-websocket endpoint for browsers (and any stock
+Yjs ``WebsocketProvider``). This is the one place where frames from browsers
+enter: whatever they hold, the worst outcome is that this connection closes
+with a reason; the document and the other connections are untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from crdt.errors import InvalidName, RemoteProtocolError
+from crdt.names import validate_name
+from server.keys import BROWSER_SOCKETS, RUNTIME
+from server.runtime import Connection
+
+log = logging.getLogger(__name__)
+
+# Largest frame a browser may send. A whole-document sync of a large document
+# is one frame; 16 MiB is far above any text a person writes.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    try:
+        name = validate_name(request.match_info["name"])
+    except InvalidName as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from exc
+    runtime = request.app[RUNTIME]
+    await runtime.session(name)
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30.0, compress=False)
+    await ws.prepare(request)
+    sockets = request.app[BROWSER_SOCKETS]
+    sockets.add(ws)
+    conn = runtime.attach(name, wants_acks=request.query.get("acks") == "1")
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_write(ws, conn))
+            await _read(ws, conn, request)
+            conn.close("closed")
+    finally:
+        runtime.detach(conn)
+        sockets.discard(ws)
+    return ws
+
+
+async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Request) -> None:
+    runtime = request.app[RUNTIME]
+    async for msg in ws:
+        if conn.close_reason is not None:
+            break
+        if msg.type == WSMsgType.BINARY:
+            try:
+                runtime.receive(conn, msg.data)
+            except RemoteProtocolError as exc:
+                runtime.frames_refused += 1
+                log.warning("closing browser connection to %r from %s: %s", conn.name, request.remote, exc)
+                conn.close(f"protocol error: {exc}")
+                break
+        elif msg.type == WSMsgType.TEXT:
+            runtime.frames_refused += 1
+            log.warning("closing browser connection to %r from %s: text frame", conn.name, request.remote)
+            conn.close("protocol error: binary frames only")
+            break
+        elif msg.type == WSMsgType.ERROR:
+            log.info("browser connection to %r from %s failed: %s", conn.name, request.remote, ws.exception())
+            break
+
+
+async def _write(ws: web.WebSocketResponse, conn: Connection) -> None:
+    """Drain the connection's outbox; close the socket once it is asked to."""
+    try:
+        while True:
+            while conn.outbox:
+                await ws.send_bytes(conn.outbox.popleft())
+            if conn.close_reason is not None:
+                break
+            conn.wakeup.clear()
+            await conn.wakeup.wait()
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("write to browser failed: %s", exc)
+    finally:
+        code = WSCloseCode.POLICY_VIOLATION if (conn.close_reason or "").startswith("protocol error") else WSCloseCode.OK
+        with suppress(ConnectionError, RuntimeError):
+            await ws.close(code=code, message=(conn.close_reason or "closed").encode()[:120])
+
+
+async def close_all(app: web.Application) -> None:
+    for ws in list(app[BROWSER_SOCKETS]):
+        with suppress(ConnectionError, RuntimeError):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"peer shutting down")

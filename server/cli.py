@@ -1,0 +1,71 @@
+"""The ``meshpad`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from crdt.errors import StoreError
+from server.settings import OPTIONS, Settings
+
+
+def _parser(defaults: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshpad",
+        description="Meshpad: a local-first, peer-to-peer collaborative document editor.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run this machine's peer: the editor, the API and the store",
+        description="Run the peer. It is ready when GET /healthz answers 200. "
+        "Each option defaults to its environment variable, then to the built-in default.",
+    )
+    for opt in OPTIONS:
+        kwargs: dict[str, object] = {"help": f"{opt.help}; env {opt.env}", "default": getattr(defaults, opt.name)}
+        if opt.name == "port":
+            kwargs["type"] = int
+        if opt.name == "data_dir":
+            kwargs["type"] = Path
+        serve.add_argument(opt.flag, dest=opt.name, **kwargs)  # type: ignore[arg-type]
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="logging detail")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        defaults = Settings.from_env()
+    except ValueError as exc:
+        print(f"meshpad: bad environment variable: {exc}", file=sys.stderr)
+        return 2
+    args = _parser(defaults).parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = replace(defaults, host=args.host, port=args.port, data_dir=args.data_dir)
+    from server.app import create_app  # noqa: PLC0415 - keeps --help fast
+
+    try:
+        app = create_app(settings)
+        print(f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})", flush=True)
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except StoreError as exc:
+        print(f"meshpad: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+if __name__ == "__main__":
+    sys.exit(main())

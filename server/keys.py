@@ -1,0 +1,16 @@
+"""Typed keys of the application's state."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from server.assets import StaticFiles
+from server.runtime import Runtime
+from server.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+RUNTIME = web.AppKey("runtime", Runtime)
+STATIC = web.AppKey("static", StaticFiles)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+BROWSER_SOCKETS = web.AppKey("browser_sockets", set[web.WebSocketResponse])

@@ -1,0 +1,197 @@
+"""HTTP routes: the HTML pages (document list, editor, export, import) and
+the JSON API. Names are checked here, at the edge, with one message."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from crdt.errors import InvalidName
+from crdt.names import NAME_RULE, validate_name
+from crdt.store import DocumentInfo
+from server.keys import RUNTIME, STATIC, TEMPLATES
+from server.runtime import DocumentExists, Runtime
+
+# Largest text file accepted by import (and by POST /api/docs with "text").
+MAX_IMPORT_BYTES = 8 * 1024 * 1024
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_post("/docs", create_from_form)
+    app.router.add_post("/docs/import", import_file)
+    app.router.add_get("/doc/{name}", editor)
+    app.router.add_get("/doc/{name}/export", export)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/docs", api_list)
+    app.router.add_post("/api/docs", api_create)
+    app.router.add_get("/api/docs/{name}", api_get)
+    app.router.add_get("/favicon.ico", lambda _request: _no_content())
+
+
+async def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = request.app[TEMPLATES].get_template(template).render(request=request, **context)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def _name(request: web.Request, raw: object, *, html: bool) -> str:
+    try:
+        return validate_name(raw)
+    except InvalidName as exc:
+        if html:
+            raise web.HTTPBadRequest(
+                text=_render(request, "error.html", status=400, title="Invalid name", message=str(exc)).text,
+                content_type="text/html",
+            ) from exc
+        raise _json_error(400, str(exc)) from exc
+
+
+def _json_error(status: int, message: str) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge}[status]
+    if cls is web.HTTPRequestEntityTooLarge:
+        return web.HTTPRequestEntityTooLarge(max_size=MAX_IMPORT_BYTES, actual_size=0, text=json.dumps({"error": message}), content_type="application/json")
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _doc_json(info: DocumentInfo) -> dict[str, Any]:
+    """``length`` counts Unicode code points; times are ISO 8601, UTC."""
+    return {"name": info.name, "length": info.length, "updated_at": _iso(info.updated_at), "created_at": _iso(info.created_at)}
+
+
+def _infos(runtime: Runtime) -> list[DocumentInfo]:
+    return [runtime.info(name) for name in sorted(runtime.catalog)]
+
+
+# -- pages ---------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return _render(request, "index.html", documents=_infos(runtime), name_rule=NAME_RULE)
+
+
+async def editor(request: web.Request) -> web.Response:
+    name = _name(request, request.match_info["name"], html=True)
+    runtime = request.app[RUNTIME]
+    if not runtime.exists(name):
+        return _render(request, "missing.html", status=404, name=name)
+    static = request.app[STATIC]
+    return _render(request, "editor.html", name=name, vendor_url=static.url("vendor/meshpad-vendor-1.0.0.js"))
+
+
+async def create_from_form(request: web.Request) -> web.Response:
+    form = await request.post()
+    name = _name(request, str(form.get("name", "")).strip(), html=True)
+    try:
+        await request.app[RUNTIME].create(name)
+    except DocumentExists:
+        pass  # the form's promise is "open a document of this name"
+    raise web.HTTPSeeOther(f"/doc/{name}")
+
+
+async def import_file(request: web.Request) -> web.Response:
+    form = await request.post()
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField):
+        return _render(request, "error.html", status=400, title="Import failed", message="choose a text file to import")
+    raw = upload.file.read(MAX_IMPORT_BYTES + 1)
+    if len(raw) > MAX_IMPORT_BYTES:
+        return _render(request, "error.html", status=413, title="Import failed", message=f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return _render(request, "error.html", status=400, title="Import failed", message="the file is not UTF-8 text")
+    wanted = str(form.get("name") or "").strip() or _name_from_filename(upload.filename)
+    name = _name(request, wanted, html=True)
+    try:
+        await request.app[RUNTIME].create(name, text)
+    except DocumentExists:
+        return _render(request, "error.html", status=409, title="Import failed", message=f"a document named {name!r} already exists; choose another name")
+    raise web.HTTPSeeOther(f"/doc/{name}")
+
+
+def _name_from_filename(filename: str) -> str:
+    stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    if "." in stem and not stem.startswith("."):
+        stem = stem.rsplit(".", 1)[0]
+    return stem
+
+
+async def export(request: web.Request) -> web.Response:
+    name = _name(request, request.match_info["name"], html=True)
+    runtime = request.app[RUNTIME]
+    if not runtime.exists(name):
+        return _render(request, "missing.html", status=404, name=name)
+    session = await runtime.session(name)
+    return web.Response(
+        text=session.document.text,
+        content_type="text/markdown",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.md"'},
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    store = runtime.store
+    body = {
+        "status": "ok" if store.failed is None else "store failed",
+        "documents": len(runtime.catalog),
+        "connections": len(runtime.connections),
+        "store_backlog": store.backlog(),
+        "frames_refused": runtime.frames_refused,
+    }
+    return web.json_response(body, status=200 if store.failed is None else 503)
+
+
+# -- JSON API ------------------------------------------------------------------
+
+
+async def api_list(request: web.Request) -> web.Response:
+    return web.json_response([_doc_json(i) for i in _infos(request.app[RUNTIME])])
+
+
+async def api_get(request: web.Request) -> web.Response:
+    name = _name(request, request.match_info["name"], html=False)
+    runtime = request.app[RUNTIME]
+    if not runtime.exists(name):
+        raise _json_error(404, f"no document named {name!r}")
+    session = await runtime.session(name)
+    body = _doc_json(runtime.info(name))
+    body["text"] = session.document.text
+    body["length"] = len(body["text"])
+    return web.json_response(body)
+
+
+async def api_create(request: web.Request) -> web.Response:
+    try:
+        payload = await request.json()
+    except ValueError as exc:
+        raise _json_error(400, "body must be JSON: {\"name\": ..., \"text\": optional}") from exc
+    if not isinstance(payload, dict):
+        raise _json_error(400, "body must be a JSON object")
+    name = _name(request, payload.get("name"), html=False)
+    text = payload.get("text", "")
+    if not isinstance(text, str):
+        raise _json_error(400, '"text" must be a string')
+    if len(text.encode("utf-8")) > MAX_IMPORT_BYTES:
+        raise _json_error(413, "text too large")
+    runtime = request.app[RUNTIME]
+    try:
+        await runtime.create(name, text)
+    except DocumentExists as exc:
+        raise _json_error(409, str(exc)) from exc
+    body = _doc_json(runtime.info(name))
+    body["text"] = text
+    return web.json_response(body, status=201, headers={"Location": f"/api/docs/{name}"})

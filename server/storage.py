@@ -1,0 +1,128 @@
+"""The store thread: every Store call runs on one thread, off the event loop.
+
+Writes are group-committed: the thread takes every write queued while the
+previous batch was being committed and makes them durable in one transaction,
+so a busy peer pays one fsync per batch, not per edit, and an idle one commits
+a lone edit at once. Each write gets a *ticket* (1, 2, 3, …); after a commit
+the loop is told the highest durable ticket, which is what "saved" means.
+
+The queue is unbounded on purpose: it holds edits the peer has already applied
+and promised to keep; refusing them would lose them. Its length is reported in
+``/healthz`` so a store that cannot keep up is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from crdt.store import Store, Write
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_STOP = object()
+
+
+class StoreThread:
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, on_durable: Callable[[int], None]) -> None:
+        self.store = store
+        self._loop = loop
+        self._on_durable = on_durable
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="meshpad-store", daemon=True)
+        self.last_ticket = 0  # last ticket handed out (event-loop side)
+        self.durable_ticket = 0  # last ticket known durable (event-loop side)
+        self.failed: BaseException | None = None
+        self.batches = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def write(self, w: Write) -> int:
+        """Queue a write; return its ticket. Called on the event loop."""
+        self.last_ticket += 1
+        self._queue.put((self.last_ticket, w))
+        return self.last_ticket
+
+    async def call(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the store thread, after every write queued so far."""
+        future: Future[T] = Future()
+        self._queue.put((fn, future))
+        return await asyncio.wrap_future(future)
+
+    def backlog(self) -> int:
+        return self.last_ticket - self.durable_ticket
+
+    async def stop(self) -> None:
+        """Commit what is queued, then close the store."""
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    # -- the thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batch: list[Write] = []
+            top = 0
+            for item in items:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item[0], int):
+                    top, w = item
+                    batch.append(w)
+                else:
+                    self._commit(batch, top)
+                    batch, top = [], 0
+                    fn, future = item
+                    self._call(fn, future)
+            self._commit(batch, top)
+        try:
+            self.store.close()
+        except Exception:
+            log.exception("closing the store failed")
+
+    def _commit(self, batch: list[Write], top: int) -> None:
+        if not batch or self.failed is not None:
+            return
+        try:
+            grown = self.store.write(batch)
+        except BaseException as exc:
+            # Nothing more will be acknowledged: browsers keep showing their
+            # edits as unsaved (and keep them), and /healthz reports the fault.
+            self.failed = exc
+            log.exception("store write failed; no further edit will be acknowledged")
+            return
+        self.batches += 1
+        self._loop.call_soon_threadsafe(self._durable, top)
+        for name in grown:
+            try:
+                self.store.compact(name)
+            except Exception:
+                log.exception("compaction of %r failed; its log is kept as it was", name)
+
+    def _durable(self, ticket: int) -> None:
+        self.durable_ticket = max(self.durable_ticket, ticket)
+        self._on_durable(self.durable_ticket)
+
+    def _call(self, fn: Callable[[Store], Any], future: Future[Any]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn(self.store)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

@@ -1,0 +1,18 @@
+// Entry of the vendored browser bundle. Rebuild with `npm ci && npm run build`
+// in this folder; the output's file name carries this package's version, so
+// bump "version" in package.json (and the name in the build script and in
+// server/assets.py) whenever the pinned libraries change.
+export * as Y from 'yjs'
+export { WebsocketProvider } from 'y-websocket'
+export { IndexeddbPersistence } from 'y-indexeddb'
+export { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
+export {
+  EditorView, keymap, drawSelection, dropCursor, highlightActiveLine,
+  highlightActiveLineGutter, highlightSpecialChars, lineNumbers, rectangularSelection
+} from '@codemirror/view'
+export { EditorState } from '@codemirror/state'
+export { defaultKeymap, indentWithTab } from '@codemirror/commands'
+export { syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput } from '@codemirror/language'
+export { searchKeymap, highlightSelectionMatches } from '@codemirror/search'
+export { markdown } from '@codemirror/lang-markdown'
+export * as decoding from 'lib0/decoding'
