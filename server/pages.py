@@ -29,10 +29,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/docs", api_list)
     app.router.add_post("/api/docs", api_create)
     app.router.add_get("/api/docs/{name}", api_get)
-    app.router.add_get("/favicon.ico", lambda _request: _no_content())
+    app.router.add_get("/favicon.ico", favicon)
 
 
-async def _no_content() -> web.Response:
+async def favicon(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
