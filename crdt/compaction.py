@@ -14,15 +14,15 @@ from crdt.yupdate import decode_state_vector, delete_set_of
 _TEXT = "content"
 
 
-def _replay(updates: Sequence[bytes]) -> Doc:
-    doc: Doc = Doc()
+def _replay(updates: Sequence[bytes]) -> Doc[Text]:
+    doc: Doc[Text] = Doc()
     doc.get(_TEXT, type=Text)
     for update in updates:
         doc.apply_update(update)
     return doc
 
 
-def _fingerprint(doc: Doc) -> tuple[str, dict[int, int], list[tuple[int, int, int]]]:
+def _fingerprint(doc: Doc[Text]) -> tuple[str, dict[int, int], list[tuple[int, int, int]]]:
     text = str(doc.get(_TEXT, type=Text))
     return text, decode_state_vector(doc.get_state()), delete_set_of(doc.get_update())
 

@@ -67,7 +67,7 @@ class Document:
         if not 0 < client_id < 2**32:
             raise LocalProtocolError("client id must be a 32-bit positive integer")
         self.name = name
-        self._doc: Doc = Doc(client_id=client_id)
+        self._doc: Doc[Text] = Doc(client_id=client_id)
         self._text: Text = self._doc.get(TEXT_NAME, type=Text)
         self._captured: list[bytes] = []
         self._sv: StateVector | None = None
@@ -127,10 +127,7 @@ class Document:
             return []
         sv = self.state_vector()
         if not info.is_ready(sv):
-            if (
-                len(self._pending) >= MAX_PENDING_UPDATES
-                or self._pending_bytes + len(update) > MAX_PENDING_BYTES
-            ):
+            if len(self._pending) >= MAX_PENDING_UPDATES or self._pending_bytes + len(update) > MAX_PENDING_BYTES:
                 raise BufferFull(f"{self.name}: too many updates waiting for their causes")
             self._pending.append(_Pending(update, info, origin))
             self._pending_bytes += len(update)

@@ -186,5 +186,3 @@ def encode_varuint(value: int) -> bytes:
     buf = bytearray()
     write_varuint(buf, value)
     return bytes(buf)
-
-

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from crdt import ywire
 from crdt.document import Change, Document
 from crdt.errors import RemoteProtocolError
-from crdt import ywire
 
 ConnectionId = int
 
@@ -72,15 +72,11 @@ class DocumentSession:
         self.connections.discard(conn)
         self.document.drop_pending(conn)
         gone: list[ywire.AwarenessEntry] = []
-        for client, entry in self._awareness.items():
-            if entry.owner == conn:
-                entry.owner = None
-                if entry.state != "null":
-                    entry.clock += 1
-                    entry.state = "null"
-                    gone.append(ywire.AwarenessEntry(client, entry.clock, "null"))
-        for entry in gone:
-            del self._awareness[entry.client]  # the connection is closed: nobody can revive it
+        for client, state in self._awareness.items():
+            if state.owner == conn and state.state != "null":
+                gone.append(ywire.AwarenessEntry(client, state.clock + 1, "null"))
+        for client in [c for c, s in self._awareness.items() if s.owner == conn]:
+            del self._awareness[client]  # the connection is closed: nobody can revive it
         if not gone:
             return []
         data = ywire.encode_awareness(gone)

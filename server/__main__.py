@@ -1,4 +1,5 @@
-from server.cli import main
 import sys
+
+from server.cli import main
 
 sys.exit(main())

@@ -24,7 +24,9 @@ def asset_root() -> Path:
     for candidate in (here / "_assets", here.parent):
         if (candidate / "templates").is_dir() and (candidate / "static").is_dir():
             return candidate
-    raise RuntimeError(f"Meshpad's templates and static files are missing (looked in {here / '_assets'} and {here.parent})")
+    raise RuntimeError(
+        f"Meshpad's templates and static files are missing (looked in {here / '_assets'} and {here.parent})"
+    )
 
 
 class StaticFiles:

@@ -82,12 +82,15 @@ async def _write(ws: web.WebSocketResponse, conn: Connection) -> None:
     except (ConnectionError, RuntimeError) as exc:
         log.debug("write to browser failed: %s", exc)
     finally:
-        code = WSCloseCode.POLICY_VIOLATION if (conn.close_reason or "").startswith("protocol error") else WSCloseCode.OK
+        code = (
+            WSCloseCode.POLICY_VIOLATION if (conn.close_reason or "").startswith("protocol error") else WSCloseCode.OK
+        )
         with suppress(ConnectionError, RuntimeError):
             await ws.close(code=code, message=(conn.close_reason or "closed").encode()[:120])
 
 
 async def close_all(app: web.Application) -> None:
-    for ws in list(app[BROWSER_SOCKETS]):
+    sockets: set[web.WebSocketResponse] = app[BROWSER_SOCKETS]
+    for ws in list(sockets):
         with suppress(ConnectionError, RuntimeError):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"peer shutting down")

@@ -33,7 +33,9 @@ def _parser(defaults: Settings) -> argparse.ArgumentParser:
         if opt.name == "data_dir":
             kwargs["type"] = Path
         serve.add_argument(opt.flag, dest=opt.name, **kwargs)  # type: ignore[arg-type]
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="logging detail")
+    serve.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="logging detail"
+    )
     return parser
 
 
@@ -49,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = replace(defaults, host=args.host, port=args.port, data_dir=args.data_dir)
-    from server.app import create_app  # noqa: PLC0415 - keeps --help fast
+    from server.app import create_app
 
     try:
         app = create_app(settings)
-        print(f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})", flush=True)
+        print(
+            f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})",
+            flush=True,
+        )
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     except StoreError as exc:
         print(f"meshpad: {exc}", file=sys.stderr)

@@ -4,7 +4,8 @@ the JSON API. Names are checked here, at the edge, with one message."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -54,19 +55,31 @@ def _name(request: web.Request, raw: object, *, html: bool) -> str:
 
 
 def _json_error(status: int, message: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge}[status]
-    if cls is web.HTTPRequestEntityTooLarge:
-        return web.HTTPRequestEntityTooLarge(max_size=MAX_IMPORT_BYTES, actual_size=0, text=json.dumps({"error": message}), content_type="application/json")
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+    body = json.dumps({"error": message})
+    if status == 413:
+        return web.HTTPRequestEntityTooLarge(
+            max_size=MAX_IMPORT_BYTES, actual_size=0, text=body, content_type="application/json"
+        )
+    classes: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+    }
+    return classes[status](text=body, content_type="application/json")
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _doc_json(info: DocumentInfo) -> dict[str, Any]:
     """``length`` counts Unicode code points; times are ISO 8601, UTC."""
-    return {"name": info.name, "length": info.length, "updated_at": _iso(info.updated_at), "created_at": _iso(info.created_at)}
+    return {
+        "name": info.name,
+        "length": info.length,
+        "updated_at": _iso(info.updated_at),
+        "created_at": _iso(info.created_at),
+    }
 
 
 def _infos(runtime: Runtime) -> list[DocumentInfo]:
@@ -93,10 +106,8 @@ async def editor(request: web.Request) -> web.Response:
 async def create_from_form(request: web.Request) -> web.Response:
     form = await request.post()
     name = _name(request, str(form.get("name", "")).strip(), html=True)
-    try:
+    with suppress(DocumentExists):  # the form's promise is "open a document of this name"
         await request.app[RUNTIME].create(name)
-    except DocumentExists:
-        pass  # the form's promise is "open a document of this name"
     raise web.HTTPSeeOther(f"/doc/{name}")
 
 
@@ -107,7 +118,13 @@ async def import_file(request: web.Request) -> web.Response:
         return _render(request, "error.html", status=400, title="Import failed", message="choose a text file to import")
     raw = upload.file.read(MAX_IMPORT_BYTES + 1)
     if len(raw) > MAX_IMPORT_BYTES:
-        return _render(request, "error.html", status=413, title="Import failed", message=f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+        return _render(
+            request,
+            "error.html",
+            status=413,
+            title="Import failed",
+            message=f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB",
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -117,7 +134,13 @@ async def import_file(request: web.Request) -> web.Response:
     try:
         await request.app[RUNTIME].create(name, text)
     except DocumentExists:
-        return _render(request, "error.html", status=409, title="Import failed", message=f"a document named {name!r} already exists; choose another name")
+        return _render(
+            request,
+            "error.html",
+            status=409,
+            title="Import failed",
+            message=f"a document named {name!r} already exists; choose another name",
+        )
     raise web.HTTPSeeOther(f"/doc/{name}")
 
 
@@ -178,7 +201,7 @@ async def api_create(request: web.Request) -> web.Response:
     try:
         payload = await request.json()
     except ValueError as exc:
-        raise _json_error(400, "body must be JSON: {\"name\": ..., \"text\": optional}") from exc
+        raise _json_error(400, 'body must be JSON: {"name": ..., "text": optional}') from exc
     if not isinstance(payload, dict):
         raise _json_error(400, "body must be a JSON object")
     name = _name(request, payload.get("name"), html=False)

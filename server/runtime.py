@@ -17,12 +17,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from crdt import ywire
 from crdt.document import Document
 from crdt.errors import MeshpadError
 from crdt.names import validate_name
 from crdt.session import Changed, DocumentSession, Effect, Send
 from crdt.store import DocumentInfo, Store, Write
-from crdt import ywire
 from server.storage import StoreThread
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,9 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", "MESHPAD_HOST", "address to bind (default 127.0.0.1: only this machine can connect)"),
     Option("port", "--port", "MESHPAD_PORT", "TCP port for the editor, the API and the WebSockets (default 7400)"),
-    Option("data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the SQLite store (default $XDG_DATA_HOME/meshpad)"),
+    Option(
+        "data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the SQLite store (default $XDG_DATA_HOME/meshpad)"
+    ),
 )
 
 

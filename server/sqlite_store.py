@@ -19,6 +19,7 @@ import sqlite3
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from crdt.compaction import merge_log
 from crdt.errors import StoreCorrupt, StoreError
@@ -151,13 +152,13 @@ class SQLiteStore:
             raise StoreCorrupt(f"{self.path}: document {name!r}: {what} fails its checksum")
         return bytes(data)
 
-    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"{self.path}: cannot read: {exc}") from exc
 
-    def _transaction(self) -> "_Transaction":
+    def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
 

@@ -81,7 +81,7 @@ async def test_editor_page_for_unknown_document_offers_create(client):
 async def test_static_urls_carry_content_hash(client):
     await client.post("/api/docs", json={"name": "s"})
     html = await (await client.get("/doc/s")).text()
-    urls = re.findall(r'/static/[0-9a-f]{16}/[\w./-]+\.(?:js|css)', html)
+    urls = re.findall(r"/static/[0-9a-f]{16}/[\w./-]+\.(?:js|css)", html)
     assert any(u.endswith("editor.js") for u in urls)
     assert any("meshpad-vendor-" in u for u in urls)
     for url in urls:

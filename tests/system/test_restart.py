@@ -58,9 +58,7 @@ async def test_kill_9_during_burst_loses_no_saved_edit(peer):
         for c in clients:
             await wait_for(lambda c=c: c.synced)
         logs: list[list[tuple[int, str]]] = [[] for _ in clients]
-        typists = [
-            asyncio.create_task(_type(c, chr(97 + i), rng, logs[i], stop)) for i, c in enumerate(clients)
-        ]
+        typists = [asyncio.create_task(_type(c, chr(97 + i), rng, logs[i], stop)) for i, c in enumerate(clients)]
         await wait_for(lambda: all(c.saved > 50 for c in clients), what="a good number of acks")
         peer.kill()
         acked = [c.saved for c in clients]  # acks that arrived before the kill
