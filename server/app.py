@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from crdt.errors import StoreError
 from crdt.store import Store
 from server import browser_ws, pages
 from server.assets import StaticFiles, asset_root
@@ -16,15 +19,29 @@ from server.runtime import Runtime
 from server.settings import Settings
 from server.sqlite_store import SQLiteStore
 
+log = logging.getLogger(__name__)
+
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@web.middleware
+async def store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A store that cannot be read is reported, with the file, not hidden."""
+    try:
+        return await handler(request)
+    except StoreError as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": str(exc)}, status=500)
+        return web.Response(text=f"Meshpad cannot read its store: {exc}", status=500)
+
+
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     """Build the peer's application. The store opens when the app starts
     (``SQLiteStore`` in ``settings.data_dir`` unless one is given)."""
-    app = web.Application(client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024)
+    app = web.Application(client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024, middlewares=[store_errors])
     root = asset_root()
     static = StaticFiles(root / "static")
     env = jinja2.Environment(

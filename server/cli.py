@@ -55,11 +55,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         app = create_app(settings)
-        print(
-            f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})",
-            flush=True,
+        ready = f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})"
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=lambda _: print(ready, flush=True),
+            access_log=None,
         )
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     except StoreError as exc:
         print(f"meshpad: {exc}", file=sys.stderr)
         return 1

@@ -128,6 +128,7 @@ class Runtime:
                 loading.set_result(session)
             except BaseException as exc:
                 loading.set_exception(exc)
+                loading.exception()  # waiters (if any) get it; none is not an error
                 raise
             finally:
                 del self._loading[name]
