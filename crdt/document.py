@@ -15,13 +15,21 @@ Rules kept here:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from pycrdt import Doc, Text, TransactionEvent
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError
-from crdt.yupdate import StateVector, UpdateInfo, decode_state_vector, parse_update
+from crdt.yupdate import (
+    StateVector,
+    UpdateInfo,
+    decode_state_vector,
+    delete_set_of,
+    encode_state_vector,
+    parse_update,
+)
 
 TEXT_NAME = "content"
 # An update that arrives ahead of its causes waits here. The bounds keep a
@@ -73,6 +81,9 @@ class Document:
         self._sv: StateVector | None = None
         self._pending: list[_Pending] = []
         self._pending_bytes = 0
+        self._digest: bytes | None = None
+        self.refused = 0  # buffered updates dropped because the CRDT refused them
+        self.generation = 0  # grows with every change: lets callers cache what they derive
         self._subscription = self._doc.observe(self._on_transaction)
 
     # -- reading -----------------------------------------------------------
@@ -99,6 +110,23 @@ class Document:
         decode_state_vector(remote_state_vector)
         return self._doc.get_update(remote_state_vector)
 
+    def digest(self) -> bytes:
+        """16-byte hash of the name, state vector *and* delete set, both in
+        canonical form: deletions leave the state vector unchanged, and
+        pycrdt's state-vector bytes are in hash-map order."""
+        if self._digest is None:
+            # An update against our own state vector holds no structs, only
+            # the complete delete set: the cheap way to read it.
+            deletes = delete_set_of(self._doc.get_update(self._doc.get_state()))
+            h = hashlib.blake2b(digest_size=16)
+            h.update(self.name.encode())
+            h.update(b"\0")
+            h.update(encode_state_vector(self.state_vector()))
+            for client, clock, length in deletes:
+                h.update(b"%d:%d:%d;" % (client, clock, length))
+            self._digest = h.digest()
+        return self._digest
+
     def pending_count(self) -> int:
         return len(self._pending)
 
@@ -114,6 +142,8 @@ class Document:
             self._doc.apply_update(update)
         self._captured.clear()
         self._sv = None
+        self._digest = None
+        self.generation += 1
 
     def receive(self, update: bytes, origin: Origin) -> list[Change]:
         """Apply an update from the network once its causes are here.
@@ -166,8 +196,15 @@ class Document:
     def _apply(self, update: bytes, info: UpdateInfo, origin: Origin, sv: StateVector) -> list[Change]:
         if info.is_known(sv):
             return []
-        with self._doc.transaction(origin=origin):
-            self._doc.apply_update(update)
+        try:
+            with self._doc.transaction(origin=origin):
+                self._doc.apply_update(update)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # pycrdt raises ValueError/RuntimeError, and PanicException (a BaseException)
+            self._captured.clear()
+            self._sv = None
+            raise RemoteProtocolError(f"update refused by the CRDT: {exc}") from exc
         return self._take(origin)
 
     def _drain_pending(self) -> list[Change]:
@@ -180,7 +217,12 @@ class Document:
                 if item.info.is_ready(sv):
                     self._pending.remove(item)
                     self._pending_bytes -= len(item.update)
-                    changes.extend(self._apply(item.update, item.info, item.origin, sv))
+                    try:
+                        changes.extend(self._apply(item.update, item.info, item.origin, sv))
+                    except RemoteProtocolError:
+                        # Its sender is not the one calling now: drop it, keep
+                        # the changes of the update that released it.
+                        self.refused += 1
                     sv = self.state_vector()
                     progressed = True
         return changes
@@ -193,3 +235,5 @@ class Document:
         # Runs inside the write transaction: capture bytes, touch nothing.
         self._captured.append(bytes(event.update))
         self._sv = None
+        self._digest = None
+        self.generation += 1

@@ -103,11 +103,7 @@ class Reader:
             raise RemoteProtocolError("string is not valid UTF-8") from exc
 
     def read_json(self) -> Any:
-        text = self.read_var_string()
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise RemoteProtocolError("invalid JSON in message") from exc
+        return parse_json(self.read_var_string())
 
     def skip_any(self, depth: int = 0) -> None:
         """Skip one lib0 ``Any`` value (the encoding of Yjs ``ContentAny``)."""
@@ -143,6 +139,18 @@ class Reader:
         if n > self.remaining():
             raise RemoteProtocolError("element count larger than the message")
         return n
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON, as browsers' JSON.parse reads it: no NaN or Infinity."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise RemoteProtocolError("invalid JSON in message") from exc
 
 
 class Writer:

@@ -68,28 +68,30 @@ def _content_length(r: Reader, ref: int) -> int:
     """Skip one item's content; return how many clock ticks it spans."""
     if ref == 1:  # ContentDeleted
         return r.read_varuint()
-    if ref == 2:  # ContentJSON
-        n = r.read_count()
-        for _ in range(n):
-            r.read_var_string()
-        return n
+    if ref == 2:
+        # ContentJSON: Yjs 13 never writes it, and Yrs does not read it the
+        # way Yjs wrote it; refuse rather than let the two disagree.
+        raise RemoteProtocolError("legacy JSON content is not accepted")
     if ref == 3:  # ContentBinary
         r.skip_var_bytes()
         return 1
     if ref == 4:  # ContentString: its clock length counts UTF-16 code units
         return _utf16_length(r.read_var_string())
     if ref == 5:  # ContentEmbed
-        r.read_var_string()
+        r.read_json()
         return 1
     if ref == 6:  # ContentFormat
         r.read_var_string()
-        r.read_var_string()
+        r.read_json()
         return 1
     if ref == 7:  # ContentType
         type_ref = r.read_varuint()
         if type_ref > _MAX_TYPE_REF:
             raise RemoteProtocolError(f"unknown shared type {type_ref}")
-        if type_ref in (_TYPE_XML_ELEMENT, _TYPE_XML_HOOK):
+        if type_ref == _TYPE_XML_HOOK:
+            # Yjs writes the hook's name, Yrs reads none: refuse, do not guess.
+            raise RemoteProtocolError("XML hooks are not accepted")
+        if type_ref == _TYPE_XML_ELEMENT:
             r.read_var_string()
         return 1
     if ref == 8:  # ContentAny

@@ -14,11 +14,10 @@ Awareness updates are ``count, (client id, clock, JSON state)*``; a state of
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from crdt.errors import RemoteProtocolError
-from crdt.lib0 import Reader, Writer
+from crdt.lib0 import Reader, Writer, parse_json
 
 MESSAGE_SYNC = 0
 MESSAGE_AWARENESS = 1
@@ -105,18 +104,11 @@ def decode_awareness(data: bytes) -> tuple[AwarenessEntry, ...]:
         clock = r.read_varuint()
         state = r.read_var_string()
         if state != "null":
-            _check_json(state)
+            parse_json(state)
         entries.append(AwarenessEntry(client, clock, state))
     if not r.at_end():
         raise RemoteProtocolError("trailing bytes after awareness update")
     return tuple(entries)
-
-
-def _check_json(text: str) -> None:
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise RemoteProtocolError("awareness state is not JSON") from exc
 
 
 def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:

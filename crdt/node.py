@@ -1,0 +1,552 @@
+"""A Meshpad peer's replication engine, sans-IO.
+
+Inputs are (link, bytes, now), link events, timer ticks and local changes;
+outputs are effects for the shell to perform. Nothing here reads a clock,
+opens a socket or draws from the global random generator: ``now`` and an
+``rng`` come in from outside, which is what lets ``tests/sim`` replay a whole
+network from its seed.
+
+Invariants (numbers are cited in the code):
+
+1. pycrdt only sees an update once its causes are local (``Document``'s
+   gate); an update that waits too long triggers a state-vector sync with the
+   link it came from.
+2. A change is pushed at once to every open link except the one it came from;
+   a duplicate changes nothing, produces no change, and so is not pushed on:
+   flooding ends by itself.
+3. Anti-entropy: every ``ae_interval`` one random link gets our root digest
+   (a hash over every document's name, state vector and delete set). Equal
+   roots end the round (a few dozen bytes). Different roots bring back the
+   per-document digests, and each differing document is synced both ways
+   with state vectors. A new link starts with a round.
+4. A link that is silent for ``dead_after`` seconds is closed and replaced
+   from the known view; at most one link per pair of peers survives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crdt import peerwire as pw
+from crdt.document import BufferFull, Change, Document
+from crdt.errors import RemoteProtocolError
+from crdt.membership import Backoff, Known, KnownPeers
+
+LinkId = int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Timing and sizing of the protocol. The defaults suit a LAN or loopback;
+    every duration is in seconds."""
+
+    active_target: int = 5  # links this peer tries to keep open (dials while below)
+    active_max: int = 8  # inbound links beyond this are refused with a peer sample
+    known_limit: int = 256  # addresses remembered (the passive view)
+    ping_interval: float = 1.0  # a PING on every link this often
+    suspect_after: float = 2.5  # silence before a link is shown as suspected
+    dead_after: float = 5.0  # silence before a link is closed and replaced
+    ae_interval: float = 1.0  # one anti-entropy round (to one random link) this often
+    exchange_interval: float = 10.0  # peer exchange with one random link this often
+    stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
+    hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+# -- effects ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendPeer:
+    link: LinkId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLink:
+    link: LinkId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocChanged:
+    """A peer changed a document: store it, show it to the browsers."""
+
+    name: str
+    update: bytes
+    origin: object
+
+
+@dataclass(frozen=True, slots=True)
+class DocCreated:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessIn:
+    name: str
+    update: bytes
+    link: LinkId
+
+
+@dataclass(frozen=True, slots=True)
+class PeersChanged:
+    peers: list[tuple[str, str]]  # (peer id hex, address)
+
+
+Effect = SendPeer | Dial | CloseLink | DocChanged | DocCreated | AwarenessIn | PeersChanged
+
+
+def peer_origin(link: LinkId) -> tuple[str, int]:
+    return ("peer", link)
+
+
+# -- links -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Link:
+    id: LinkId
+    outbound: bool
+    address: str  # dialled address, or the remote host seen by the shell
+    opened_at: float
+    last_heard: float
+    peer_id: bytes | None = None
+    listen: str = ""
+    next_ping: float = 0.0
+    ping_nonce: int = 0
+    ping_sent_at: float | None = None
+    rtt: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    in_sync: set[str] = field(default_factory=set)
+    all_in_sync: bool = False
+    last_sync_check: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.peer_id is not None
+
+
+class Node:
+    def __init__(
+        self,
+        peer_id: bytes,
+        listen: str,
+        rng: random.Random,
+        new_client_id: Callable[[], int],
+        config: Config | None = None,
+        documents: dict[str, Document] | None = None,
+    ) -> None:
+        if len(peer_id) != pw.PEER_ID_BYTES:
+            raise ValueError("peer id must be 16 bytes")
+        self.peer_id = peer_id
+        self.listen = listen
+        self.rng = rng
+        self.new_client_id = new_client_id
+        self.config = config or Config()
+        self.documents: dict[str, Document] = documents if documents is not None else {}
+        self.known = KnownPeers(peer_id, self.config.known_limit, self.config.backoff)
+        self.links: dict[LinkId, Link] = {}
+        self._next_ae = 0.0
+        self._next_exchange = 0.0
+        self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
+        self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
+
+    # -- documents -----------------------------------------------------------
+
+    def document(self, name: str) -> Document:
+        doc = self.documents.get(name)
+        if doc is None:
+            doc = self.documents[name] = Document(name, self.new_client_id())
+        return doc
+
+    def root_digest(self) -> bytes:
+        """Hash over every document's digest, cached until any of them changes."""
+        key = (len(self.documents), sum(doc.generation for doc in self.documents.values()))
+        if self._root is None or self._root[:2] != key:
+            h = hashlib.blake2b(digest_size=pw.HASH_BYTES)
+            for name in sorted(self.documents):
+                h.update(self.documents[name].digest())
+            self._root = (*key, h.digest())
+        return self._root[2]
+
+    def create(self, name: str) -> list[Effect]:
+        """A document made here (it spreads with the next anti-entropy round)."""
+        self.document(name)
+        return [SendPeer(link.id, pw.encode(self._digest_message())) for link in self._ready_links()]
+
+    def local_change(self, name: str, update: bytes, origin: object) -> list[Effect]:
+        """A change integrated here from a browser or a local edit: push it (2)."""
+        data = pw.encode(pw.Update(name, update))
+        return [self._send(link, data) for link in self._ready_links() if peer_origin(link.id) != origin]
+
+    def local_awareness(self, name: str, update: bytes, exclude: LinkId | None = None) -> list[Effect]:
+        data = pw.encode(pw.Awareness(name, update))
+        return [self._send(link, data) for link in self._ready_links() if link.id != exclude]
+
+    def edit(self, name: str, *, insert: str = "", at: int = 0, delete: int = 0) -> list[Effect]:
+        """Author an edit on this peer (import, tests, the simulator)."""
+        doc = self.document(name)
+        effects: list[Effect] = []
+        for change in doc.edit("local", insert=insert, at=at, delete=delete):
+            effects.append(DocChanged(name, change.update, "local"))
+            effects.extend(self.local_change(name, change.update, "local"))
+        return effects
+
+    # -- membership ----------------------------------------------------------
+
+    def join(self, address: str, now: float) -> list[Effect]:
+        entry = self.known.add(address)
+        if entry is not None:
+            entry.next_dial = now
+        return self.tick(now)
+
+    def restore_peers(self, peers: list[tuple[str, str]]) -> None:
+        """Peers remembered in the data dir: (peer id hex or "", address)."""
+        for peer_hex, address in peers:
+            try:
+                peer_id = bytes.fromhex(peer_hex) if peer_hex else None
+            except ValueError:
+                peer_id = None
+            self.known.add(address, peer_id)
+        self.known.changed = False
+
+    def dial_failed(self, address: str, now: float) -> list[Effect]:
+        self.known.failed(address, now, self.rng)
+        return []
+
+    # -- links -----------------------------------------------------------------
+
+    def link_opened(self, link_id: LinkId, outbound: bool, address: str, now: float) -> list[Effect]:
+        link = Link(link_id, outbound, address, now, now, next_ping=now + self.config.ping_interval)
+        self.links[link_id] = link
+        hello = pw.Hello(pw.VERSION, self.peer_id, self.listen)
+        return [self._send(link, pw.encode(hello))]
+
+    def link_closed(self, link_id: LinkId, now: float) -> list[Effect]:
+        link = self.links.pop(link_id, None)
+        if link is None:
+            return []
+        if link.outbound and not link.ready:
+            self.known.failed(link.address, now, self.rng)
+        elif link.outbound:
+            entry = self.known.by_address.get(link.address)
+            if entry is not None:
+                entry.dialing = False
+                entry.next_dial = now + self.config.backoff.delay(0, self.rng)
+        origin = peer_origin(link_id)
+        for name in list(self._stuck):
+            doc = self.documents[name]
+            doc.drop_pending(origin)
+            if doc.pending_count() == 0:
+                del self._stuck[name]
+        return self.tick(now)
+
+    def receive(self, link_id: LinkId, data: bytes, now: float) -> list[Effect]:
+        """One frame from a link. Raises RemoteProtocolError for anything the
+        protocol forbids; the shell then closes the link."""
+        link = self.links.get(link_id)
+        if link is None:
+            raise RemoteProtocolError("link is not open")
+        link.bytes_in += len(data)
+        link.last_heard = now
+        msg = pw.decode(data)
+        if not link.ready:
+            if not isinstance(msg, pw.Hello):
+                raise RemoteProtocolError("first message must be HELLO")
+            return self._on_hello(link, msg, now)
+        if link.peer_id is not None:
+            entry = self._known_for(link)
+            if entry is not None:
+                entry.last_heard = now
+        if isinstance(msg, pw.Ping):
+            return [self._send(link, pw.encode(pw.Pong(msg.nonce)))]
+        if isinstance(msg, pw.Pong):
+            if msg.nonce == link.ping_nonce and link.ping_sent_at is not None:
+                link.rtt = now - link.ping_sent_at
+                link.ping_sent_at = None
+            return []
+        if isinstance(msg, pw.Update):
+            return self._on_update(link, msg.name, msg.update, now)
+        if isinstance(msg, pw.SyncStep1):
+            return self._on_step1(link, msg)
+        if isinstance(msg, pw.SyncStep2):
+            return self._on_update(link, msg.name, msg.update, now)
+        if isinstance(msg, pw.Digest):
+            return self._on_digest(link, msg, now)
+        if isinstance(msg, pw.DocDigests):
+            return self._on_doc_digests(link, msg, now)
+        if isinstance(msg, pw.Peers):
+            for peer_id, address in msg.peers:
+                self.known.add(address, peer_id)
+            return self._peers_changed()
+        if isinstance(msg, pw.Awareness):
+            if msg.name not in self.documents:
+                return []
+            return [AwarenessIn(msg.name, msg.update, link.id)]
+        if isinstance(msg, pw.Bye):
+            return [CloseLink(link.id, f"peer said goodbye: {msg.reason}")]
+        raise RemoteProtocolError("HELLO sent twice")
+
+    # -- handlers ----------------------------------------------------------------
+
+    def _on_hello(self, link: Link, hello: pw.Hello, now: float) -> list[Effect]:
+        if hello.peer_id == self.peer_id:
+            self.known.forget(link.address)
+            return [CloseLink(link.id, "connected to itself")]
+        link.peer_id = hello.peer_id
+        link.listen = hello.listen
+        if link.outbound:
+            self.known.succeeded(link.address, now)
+            self.known.add(link.address, hello.peer_id)
+        if hello.listen:
+            self.known.add(_listen_address(hello.listen, link), hello.peer_id)
+            self.known.succeeded(_listen_address(hello.listen, link), now)
+        # (4) one link per pair: keep the one dialled by the smaller peer id.
+        for other in self._ready_links():
+            if other.id != link.id and other.peer_id == hello.peer_id:
+                loser = link if self._dialer(link) > self._dialer(other) else other
+                if self._dialer(link) == self._dialer(other):
+                    loser = link if link.id > other.id else other
+                return [CloseLink(loser.id, "duplicate link")]
+        effects: list[Effect] = []
+        sample = pw.Peers(tuple(self.known.sample(self.rng, 16, exclude=hello.peer_id)))
+        if not link.outbound and len(self._ready_links()) > self.config.active_max:
+            effects.append(self._send(link, pw.encode(sample)))
+            effects.append(CloseLink(link.id, "busy: enough links, try the peers sent"))
+            return effects
+        effects.append(self._send(link, pw.encode(sample)))
+        effects.append(self._send(link, pw.encode(self._digest_message())))  # (3) a round on connect
+        effects.extend(self._peers_changed())
+        return effects
+
+    def _on_update(self, link: Link, name: str, update: bytes, now: float) -> list[Effect]:
+        created = name not in self.documents
+        doc = self.document(name)
+        origin = peer_origin(link.id)
+        effects: list[Effect] = [DocCreated(name)] if created else []
+        try:
+            changes = doc.receive(update, origin)
+        except BufferFull:
+            # (1) Too much waiting: drop what this link buffered, ask it for a diff.
+            doc.drop_pending(origin)
+            return [*effects, self._send(link, pw.encode(pw.SyncStep1(name, doc.encode_state_vector(), False)))]
+        if doc.pending_count():
+            self._stuck.setdefault(name, now)
+        else:
+            self._stuck.pop(name, None)
+        effects.extend(self._spread(name, changes))
+        return effects
+
+    def _spread(self, name: str, changes: list[Change]) -> list[Effect]:
+        effects: list[Effect] = []
+        for change in changes:
+            effects.append(DocChanged(name, change.update, change.origin))
+            effects.extend(self.local_change(name, change.update, change.origin))
+        return effects
+
+    def _on_step1(self, link: Link, msg: pw.SyncStep1) -> list[Effect]:
+        created = msg.name not in self.documents
+        doc = self.document(msg.name)
+        try:
+            diff = doc.diff(msg.state_vector)
+        except RemoteProtocolError:
+            raise
+        effects: list[Effect] = [DocCreated(msg.name)] if created else []
+        effects.append(self._send(link, pw.encode(pw.SyncStep2(msg.name, diff))))
+        if msg.reply_step1:
+            effects.append(self._send(link, pw.encode(pw.SyncStep1(msg.name, doc.encode_state_vector(), False))))
+        return effects
+
+    def _on_digest(self, link: Link, msg: pw.Digest, now: float) -> list[Effect]:
+        link.last_sync_check = now
+        if msg.root == self.root_digest():
+            link.all_in_sync = True
+            link.in_sync = set(self.documents)
+            return []
+        link.all_in_sync = False
+        entries = tuple((name, doc.digest()) for name, doc in sorted(self.documents.items()))
+        return [self._send(link, pw.encode(pw.DocDigests(entries)))]
+
+    def _on_doc_digests(self, link: Link, msg: pw.DocDigests, now: float) -> list[Effect]:
+        link.last_sync_check = now
+        theirs = dict(msg.entries)
+        effects: list[Effect] = []
+        in_sync: set[str] = set()
+        for name in sorted(set(theirs) | set(self.documents)):
+            mine = self.documents.get(name)
+            if mine is not None and theirs.get(name) == mine.digest():
+                in_sync.add(name)
+                continue
+            if mine is None:
+                effects.append(DocCreated(name))
+            doc = self.document(name)
+            effects.append(self._send(link, pw.encode(pw.SyncStep1(name, doc.encode_state_vector(), True))))
+        link.in_sync = in_sync
+        link.all_in_sync = not effects
+        return effects
+
+    # -- timers ------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        cfg = self.config
+        for link in list(self.links.values()):
+            silent = now - link.last_heard
+            if not link.ready and now - link.opened_at > cfg.hello_timeout:
+                effects.append(CloseLink(link.id, "no HELLO in time"))
+            elif silent > cfg.dead_after:
+                effects.append(CloseLink(link.id, f"silent for {silent:.1f}s"))
+            elif link.ready and now >= link.next_ping:
+                link.ping_nonce = (link.ping_nonce + 1) & 0xFFFFFFFF
+                link.ping_sent_at = now
+                link.next_ping = now + cfg.ping_interval
+                effects.append(self._send(link, pw.encode(pw.Ping(link.ping_nonce))))
+        ready = self._ready_links()
+        if ready and now >= self._next_ae:
+            self._next_ae = now + cfg.ae_interval
+            effects.append(self._send(self.rng.choice(ready), pw.encode(self._digest_message())))
+        if ready and now >= self._next_exchange:
+            self._next_exchange = now + cfg.exchange_interval
+            target = self.rng.choice(ready)
+            sample = pw.Peers(tuple(self.known.sample(self.rng, 16, exclude=target.peer_id)))
+            if sample.peers:
+                effects.append(self._send(target, pw.encode(sample)))
+        for name, since in list(self._stuck.items()):
+            if now - since >= cfg.stuck_after and ready:
+                # (1) The causes never came: ask a link for everything we lack.
+                self._stuck[name] = now
+                doc = self.documents[name]
+                target = self.rng.choice(ready)
+                effects.append(self._send(target, pw.encode(pw.SyncStep1(name, doc.encode_state_vector(), False))))
+        effects.extend(self._dial(now))
+        effects.extend(self._peers_changed())
+        return effects
+
+    def next_deadline(self, now: float) -> float:
+        """When :meth:`tick` next has work; the shell arms one timer for it."""
+        cfg = self.config
+        times = [self._next_ae, self._next_exchange] if self._ready_links() else []
+        for link in self.links.values():
+            times.append(link.next_ping if link.ready else link.opened_at + cfg.hello_timeout)
+            times.append(link.last_heard + cfg.dead_after)
+        times.extend(since + cfg.stuck_after for since in self._stuck.values())
+        if self._open_slots() > 0:
+            dial = self.known.next_dial()
+            if dial is not None:
+                times.append(dial)
+        return max(now, min(times)) if times else now + 1.0
+
+    def _open_slots(self) -> int:
+        dialing = sum(1 for k in self.known.by_address.values() if k.dialing)
+        return self.config.active_target - len(self.links) - dialing
+
+    def _dial(self, now: float) -> list[Effect]:
+        slots = self._open_slots()
+        if slots <= 0:
+            return []
+        connected_ids = {link.peer_id for link in self.links.values() if link.peer_id is not None}
+        addresses = {link.address for link in self.links.values()} | {
+            link.listen for link in self.links.values() if link.listen
+        }
+        candidates = self.known.candidates(now, connected_ids, addresses)
+        self.rng.shuffle(candidates)
+        effects: list[Effect] = []
+        for entry in candidates[:slots]:
+            entry.dialing = True
+            effects.append(Dial(entry.address))
+        return effects
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _send(self, link: Link, data: bytes) -> SendPeer:
+        link.bytes_out += len(data)
+        return SendPeer(link.id, data)
+
+    def _ready_links(self) -> list[Link]:
+        return [link for link in self.links.values() if link.ready]
+
+    def _digest_message(self) -> pw.Digest:
+        return pw.Digest(self.root_digest(), len(self.documents))
+
+    def _dialer(self, link: Link) -> bytes:
+        assert link.peer_id is not None
+        return self.peer_id if link.outbound else link.peer_id
+
+    def _known_for(self, link: Link) -> Known | None:
+        return self.known.by_address.get(link.address) or (
+            self.known.by_address.get(link.listen) if link.listen else None
+        )
+
+    def _peers_changed(self) -> list[Effect]:
+        if not self.known.changed:
+            return []
+        self.known.changed = False
+        return [PeersChanged(self.known.persistable())]
+
+    def peer_rows(self, now: float) -> list[dict[str, object]]:
+        """What the Peers page and ``GET /api/peers`` show."""
+        rows: list[dict[str, object]] = []
+        seen: set[bytes] = set()
+        for link in sorted(self._ready_links(), key=lambda k: k.peer_id or b""):
+            assert link.peer_id is not None
+            seen.add(link.peer_id)
+            silent = now - link.last_heard
+            rows.append(
+                {
+                    "id": link.peer_id.hex(),
+                    "address": link.listen or link.address,
+                    "state": "suspected" if silent > self.config.suspect_after else "connected",
+                    "direction": "outbound" if link.outbound else "inbound",
+                    "last_heard": link.last_heard,
+                    "rtt_ms": None if link.rtt is None else round(link.rtt * 1000, 2),
+                    "bytes_in": link.bytes_in,
+                    "bytes_out": link.bytes_out,
+                    "in_sync": sorted(self.documents) if link.all_in_sync else sorted(link.in_sync),
+                    "last_sync_check": link.last_sync_check,
+                }
+            )
+        for entry in sorted(self.known.by_address.values(), key=lambda k: k.address):
+            if entry.peer_id is not None and entry.peer_id in seen:
+                continue
+            if entry.peer_id is not None:
+                seen.add(entry.peer_id)
+            rows.append(
+                {
+                    "id": entry.peer_id.hex() if entry.peer_id else None,
+                    "address": entry.address,
+                    "state": "connecting" if entry.dialing else "down",
+                    "direction": None,
+                    "last_heard": entry.last_heard,
+                    "rtt_ms": None,
+                    "bytes_in": 0,
+                    "bytes_out": 0,
+                    "in_sync": [],
+                    "last_sync_check": None,
+                    "failures": entry.failures,
+                }
+            )
+        return rows
+
+
+def _listen_address(listen: str, link: Link) -> str:
+    """A peer that listens on all interfaces advertises 0.0.0.0 or [::]: use
+    the host we saw it connect from instead."""
+    host, sep, port = listen.rpartition(":")
+    if not sep:
+        return listen
+    if host in ("0.0.0.0", "[::]", "", "::"):
+        seen_host = link.address.rpartition(":")[0] if link.outbound else link.address
+        return f"{seen_host}:{port}"
+    return listen
+
+

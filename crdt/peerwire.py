@@ -1,0 +1,253 @@
+"""The Meshpad peer protocol: the binary frames two peers exchange over one
+WebSocket (``/peer``), whichever side dialled.
+
+Every frame is one message: a varuint *type*, then its fields. The numbers are
+on the wire: the set is closed and append-only (a new message gets a new
+number; no number is ever reused or changed). ``docs/protocol.md`` describes
+each message. The first frame each side sends is HELLO, and it starts with
+the protocol magic and version, so a peer can refuse an incompatible one
+before reading anything else.
+
+:func:`decode` is the one door for untrusted bytes: it returns a message or
+raises :class:`~crdt.errors.RemoteProtocolError`, never anything else, and it
+enforces every size limit below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crdt.errors import RemoteProtocolError
+from crdt.lib0 import Reader, Writer
+from crdt.names import is_valid_name
+
+MAGIC = b"MSHP"
+VERSION = 1
+
+# Hard limits. Each is far above honest use and keeps one link from making a
+# peer allocate without bound.
+MAX_FRAME_BYTES = 16 * 1024 * 1024  # a whole-document sync of a large document
+MAX_ADDRESS_BYTES = 300  # host:port, a DNS name at most 253 bytes
+MAX_PEERS_PER_MESSAGE = 64  # peer exchange samples, not the whole view
+MAX_DIGEST_ENTRIES = 100_000  # documents listed in one DOC_DIGESTS
+MAX_AUTH_BYTES = 4096  # room for the handshake of a later version
+MAX_REASON_BYTES = 200
+PEER_ID_BYTES = 16
+HASH_BYTES = 16
+
+
+class T:
+    """Message type numbers (append-only)."""
+
+    HELLO = 1
+    PEERS = 2
+    PING = 3
+    PONG = 4
+    DIGEST = 5
+    DOC_DIGESTS = 6
+    SYNC_STEP1 = 7
+    SYNC_STEP2 = 8
+    UPDATE = 9
+    AWARENESS = 10
+    BYE = 11
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int
+    peer_id: bytes
+    listen: str  # "host:port" others can dial, or "" when it accepts no connections
+    auth: bytes = b""  # reserved for the authenticated handshake
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    peers: tuple[tuple[bytes, str], ...]  # (peer id, address)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    root: bytes
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocDigests:
+    entries: tuple[tuple[str, bytes], ...]  # (document name, hash)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    name: str
+    state_vector: bytes
+    reply_step1: bool  # ask the other side to send its own step 1 back
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    name: str
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    name: str
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Awareness:
+    name: str
+    update: bytes  # a y-protocols awareness update
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: str
+
+
+Message = Hello | Peers | Ping | Pong | Digest | DocDigests | SyncStep1 | SyncStep2 | Update | Awareness | Bye
+
+
+def _name(r: Reader) -> str:
+    name = r.read_var_string()
+    if not is_valid_name(name):
+        raise RemoteProtocolError("invalid document name")
+    return name
+
+
+def _bounded_string(r: Reader, limit: int, what: str) -> str:
+    n = r.read_varuint()
+    if n > limit:
+        raise RemoteProtocolError(f"{what} too long")
+    raw = r.read_bytes(n)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError(f"{what} is not UTF-8") from exc
+
+
+def _fixed(r: Reader, n: int) -> bytes:
+    return r.read_bytes(n)
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one frame. Raises RemoteProtocolError for anything invalid."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise RemoteProtocolError("frame too large")
+    r = Reader(frame)
+    kind = r.read_varuint()
+    msg: Message
+    if kind == T.HELLO:
+        if r.read_bytes(len(MAGIC)) != MAGIC:
+            raise RemoteProtocolError("not a Meshpad peer")
+        version = r.read_varuint()
+        if version != VERSION:
+            raise RemoteProtocolError(f"unsupported protocol version {version} (this peer speaks {VERSION})")
+        peer_id = _fixed(r, PEER_ID_BYTES)
+        listen = _bounded_string(r, MAX_ADDRESS_BYTES, "address")
+        auth_len = r.read_varuint()
+        if auth_len > MAX_AUTH_BYTES:
+            raise RemoteProtocolError("handshake too long")
+        msg = Hello(version, peer_id, listen, r.read_bytes(auth_len))
+    elif kind == T.PEERS:
+        n = r.read_varuint()
+        if n > MAX_PEERS_PER_MESSAGE:
+            raise RemoteProtocolError("too many peers in one message")
+        peers = tuple((_fixed(r, PEER_ID_BYTES), _bounded_string(r, MAX_ADDRESS_BYTES, "address")) for _ in range(n))
+        msg = Peers(peers)
+    elif kind == T.PING:
+        msg = Ping(r.read_varuint())
+    elif kind == T.PONG:
+        msg = Pong(r.read_varuint())
+    elif kind == T.DIGEST:
+        msg = Digest(_fixed(r, HASH_BYTES), r.read_varuint())
+    elif kind == T.DOC_DIGESTS:
+        n = r.read_varuint()
+        if n > MAX_DIGEST_ENTRIES:
+            raise RemoteProtocolError("too many documents in one digest")
+        msg = DocDigests(tuple((_name(r), _fixed(r, HASH_BYTES)) for _ in range(n)))
+    elif kind == T.SYNC_STEP1:
+        name = _name(r)
+        sv = r.read_var_bytes()
+        flags = r.read_u8()
+        if flags > 1:
+            raise RemoteProtocolError("unknown sync flags")
+        msg = SyncStep1(name, sv, bool(flags & 1))
+    elif kind == T.SYNC_STEP2:
+        msg = SyncStep2(_name(r), r.read_var_bytes())
+    elif kind == T.UPDATE:
+        msg = Update(_name(r), r.read_var_bytes())
+    elif kind == T.AWARENESS:
+        msg = Awareness(_name(r), r.read_var_bytes())
+    elif kind == T.BYE:
+        msg = Bye(_bounded_string(r, MAX_REASON_BYTES, "reason"))
+    else:
+        raise RemoteProtocolError(f"unknown message type {kind}")
+    if not r.at_end():
+        raise RemoteProtocolError("trailing bytes after message")
+    return msg
+
+
+def encode(msg: Message) -> bytes:
+    w = Writer()
+    if isinstance(msg, Hello):
+        w.write_varuint(T.HELLO)
+        w.write_bytes(MAGIC)
+        w.write_varuint(msg.version)
+        w.write_bytes(msg.peer_id)
+        w.write_var_string(msg.listen)
+        w.write_var_bytes(msg.auth)
+    elif isinstance(msg, Peers):
+        w.write_varuint(T.PEERS)
+        w.write_varuint(len(msg.peers))
+        for peer_id, address in msg.peers:
+            w.write_bytes(peer_id)
+            w.write_var_string(address)
+    elif isinstance(msg, Ping):
+        w.write_varuint(T.PING)
+        w.write_varuint(msg.nonce)
+    elif isinstance(msg, Pong):
+        w.write_varuint(T.PONG)
+        w.write_varuint(msg.nonce)
+    elif isinstance(msg, Digest):
+        w.write_varuint(T.DIGEST)
+        w.write_bytes(msg.root)
+        w.write_varuint(msg.count)
+    elif isinstance(msg, DocDigests):
+        w.write_varuint(T.DOC_DIGESTS)
+        w.write_varuint(len(msg.entries))
+        for name, digest in msg.entries:
+            w.write_var_string(name)
+            w.write_bytes(digest)
+    elif isinstance(msg, SyncStep1):
+        w.write_varuint(T.SYNC_STEP1)
+        w.write_var_string(msg.name)
+        w.write_var_bytes(msg.state_vector)
+        w.write_u8(1 if msg.reply_step1 else 0)
+    elif isinstance(msg, SyncStep2):
+        w.write_varuint(T.SYNC_STEP2)
+        w.write_var_string(msg.name)
+        w.write_var_bytes(msg.update)
+    elif isinstance(msg, Update):
+        w.write_varuint(T.UPDATE)
+        w.write_var_string(msg.name)
+        w.write_var_bytes(msg.update)
+    elif isinstance(msg, Awareness):
+        w.write_varuint(T.AWARENESS)
+        w.write_var_string(msg.name)
+        w.write_var_bytes(msg.update)
+    else:
+        w.write_varuint(T.BYE)
+        w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))
+    return w.to_bytes()
