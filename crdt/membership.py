@@ -112,10 +112,6 @@ class KnownPeers:
         rng.shuffle(pool)
         return pool[:n]
 
-    def next_dial(self) -> float | None:
-        times = [k.next_dial for k in self.by_address.values() if not k.dialing]
-        return min(times) if times else None
-
     def persistable(self) -> list[tuple[str, str]]:
         """(peer id hex or "", address), for the data dir."""
         return sorted((k.peer_id.hex() if k.peer_id else "", k.address) for k in self.by_address.values())

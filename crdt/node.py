@@ -36,6 +36,7 @@ from crdt.errors import RemoteProtocolError
 from crdt.membership import Backoff, Known, KnownPeers
 
 LinkId = int
+_MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,10 +442,11 @@ class Node:
             times.append(link.last_heard + cfg.dead_after)
         times.extend(since + cfg.stuck_after for since in self._stuck.values())
         if self._open_slots() > 0:
-            dial = self.known.next_dial()
-            if dial is not None:
-                times.append(dial)
-        return max(now, min(times)) if times else now + 1.0
+            candidates = self._dial_candidates(float("inf"))
+            if candidates:
+                times.append(min(k.next_dial for k in candidates))
+        # Never ask to be woken in the past: what is due has just been done.
+        return max(now + _MIN_TIMER, min(times)) if times else now + 1.0
 
     def _open_slots(self) -> int:
         dialing = sum(1 for k in self.known.by_address.values() if k.dialing)
@@ -454,17 +456,20 @@ class Node:
         slots = self._open_slots()
         if slots <= 0:
             return []
-        connected_ids = {link.peer_id for link in self.links.values() if link.peer_id is not None}
-        addresses = {link.address for link in self.links.values()} | {
-            link.listen for link in self.links.values() if link.listen
-        }
-        candidates = self.known.candidates(now, connected_ids, addresses)
+        candidates = self._dial_candidates(now)
         self.rng.shuffle(candidates)
         effects: list[Effect] = []
         for entry in candidates[:slots]:
             entry.dialing = True
             effects.append(Dial(entry.address))
         return effects
+
+    def _dial_candidates(self, now: float) -> list[Known]:
+        connected_ids = {link.peer_id for link in self.links.values() if link.peer_id is not None}
+        addresses = {link.address for link in self.links.values()} | {
+            link.listen for link in self.links.values() if link.listen
+        }
+        return self.known.candidates(now, connected_ids, addresses)
 
     # -- helpers -----------------------------------------------------------------
 

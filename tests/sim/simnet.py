@@ -1,0 +1,327 @@
+"""A deterministic network of ``crdt.node.Node`` peers in one process.
+
+Virtual time, one seeded ``random.Random`` for everything: the network delays,
+drops, duplicates and reorders frames (HELLO, which opens every link, is
+never reordered), partitions and heals, and crash-restarts nodes, which come
+back from their store (a ``MemoryStore`` that loses writes younger than
+``commit_lag``, like a group commit interrupted by a crash) with fresh client
+ids and the peers they remembered.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crdt.document import Document
+from crdt.node import (
+    AwarenessIn,
+    CloseLink,
+    Config,
+    Dial,
+    DocChanged,
+    DocCreated,
+    Node,
+    PeersChanged,
+    SendPeer,
+)
+from crdt.store import MemoryStore, Write
+from crdt.yupdate import decode_state_vector, delete_set_of
+
+
+@dataclass
+class Faults:
+    drop: float = 0.02
+    duplicate: float = 0.02
+    min_delay: float = 0.001
+    max_delay: float = 0.060  # per-frame delay drawn in [min, max]: frames overtake each other
+    commit_lag: float = 0.010
+
+
+@dataclass
+class SimPeer:
+    index: int
+    address: str
+    store: MemoryStore = field(default_factory=MemoryStore)
+    node: Node | None = None
+    peers_file: list[tuple[str, str]] = field(default_factory=list)
+    unflushed: list[tuple[float, Write]] = field(default_factory=list)
+    timer_at: float | None = None
+    epoch: int = 0  # bumps on every restart: stale timers and frames are ignored
+
+    @property
+    def up(self) -> bool:
+        return self.node is not None
+
+
+class SimNetwork:
+    def __init__(self, seed: int, n: int, faults: Faults | None = None, config: Config | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.faults = faults or Faults()
+        self.config = config or Config()
+        self.now = 0.0
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.peers = [SimPeer(i, f"n{i}:7400") for i in range(n)]
+        self._peer_ids = [bytes([i % 256, i // 256]) + bytes(14) for i in range(n)]
+        # link id -> (owner index, other index, other side's link id)
+        self.links: dict[int, tuple[int, int, int]] = {}
+        self._next_link = 1
+        self.partition: dict[int, int] | None = None  # node -> group
+        self.delivered = 0
+        for peer in self.peers:
+            self._boot(peer)
+
+    # -- scheduling ----------------------------------------------------------
+
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, fn))
+
+    def run_until(self, t: float) -> None:
+        while self._queue and self._queue[0][0] <= t:
+            when, _, fn = heapq.heappop(self._queue)
+            self.now = when
+            fn()
+        self.now = t
+
+    # -- peers ---------------------------------------------------------------
+
+    def _boot(self, peer: SimPeer) -> None:
+        docs: dict[str, Document] = {}
+        for info in peer.store.documents():
+            doc = Document(info.name, self._client_id())
+            doc.load(peer.store.load(info.name))
+            docs[info.name] = doc
+        node = Node(
+            self._peer_ids[peer.index],
+            peer.address,
+            random.Random(self.rng.random()),
+            self._client_id,
+            self.config,
+            docs,
+        )
+        node.restore_peers(peer.peers_file)
+        peer.node = node
+        peer.epoch += 1
+        peer.timer_at = None
+        self._arm(peer)
+
+    def _client_id(self) -> int:
+        return self.rng.randrange(1, 2**32)
+
+    def join(self, i: int, j: int) -> None:
+        self._perform(self.peers[i], self._node(i).join(self.peers[j].address, self.now))
+
+    def _node(self, i: int) -> Node:
+        node = self.peers[i].node
+        assert node is not None
+        return node
+
+    def edit(self, i: int, name: str) -> None:
+        """A random insert or delete on node i's replica of *name*."""
+        node = self._node(i)
+        text = node.document(name).text
+        if text and self.rng.random() < 0.3:
+            at = self.rng.randrange(len(text))
+            effects = node.edit(name, at=at, delete=min(len(text) - at, self.rng.randint(1, 4)))
+        else:
+            word = self.rng.choice(["a", "bc", "déf", "😀", "\n", "xyz "])
+            effects = node.edit(name, at=self.rng.randint(0, len(text)), insert=word)
+        self._perform(self.peers[i], effects)
+
+    def crash(self, i: int) -> None:
+        peer = self.peers[i]
+        if not peer.up:
+            return
+        # Writes not yet committed are lost with the process.
+        peer.unflushed = [(t, w) for t, w in peer.unflushed if self.now - t >= self.faults.commit_lag]
+        self._flush(peer, force=True)
+        peer.node = None
+        peer.epoch += 1
+        for link_id, (owner, other, other_link) in list(self.links.items()):
+            if owner == i:
+                del self.links[link_id]
+                # The kernel resets the dead process's connections: the other
+                # side hears of it after one network delay.
+                self.at(self.now + self.faults.min_delay, lambda o=other, ol=other_link: self._closed(o, ol))
+
+    def restart(self, i: int) -> None:
+        if not self.peers[i].up:
+            self._boot(self.peers[i])
+
+    def set_partition(self, groups: list[list[int]] | None) -> None:
+        self.partition = None if groups is None else {n: g for g, members in enumerate(groups) for n in members}
+
+    def _reachable(self, a: int, b: int) -> bool:
+        return self.partition is None or self.partition.get(a) == self.partition.get(b)
+
+    # -- effects -------------------------------------------------------------
+
+    def _perform(self, peer: SimPeer, effects: list[Any]) -> None:
+        node = peer.node
+        if node is None:
+            return
+        for e in effects:
+            if isinstance(e, SendPeer):
+                self._send(peer.index, e.link, e.data)
+            elif isinstance(e, DocChanged):
+                peer.unflushed.append((self.now, Write(e.name, e.update, at=self.now)))
+            elif isinstance(e, DocCreated):
+                peer.unflushed.append((self.now, Write(e.name, at=self.now)))
+            elif isinstance(e, Dial):
+                self._dial(peer.index, e.address)
+            elif isinstance(e, CloseLink):
+                self._close(peer.index, e.link)
+            elif isinstance(e, PeersChanged):
+                peer.peers_file = list(e.peers)
+            elif isinstance(e, AwarenessIn):
+                pass
+        self._flush(peer)
+        self._arm(peer)
+
+    def _flush(self, peer: SimPeer, force: bool = False) -> None:
+        due = [w for t, w in peer.unflushed if force or self.now - t >= self.faults.commit_lag]
+        if due:
+            peer.store.write(due)
+            peer.unflushed = [
+                (t, w) for t, w in peer.unflushed if not (force or self.now - t >= self.faults.commit_lag)
+            ]
+        if peer.unflushed:
+            epoch = peer.epoch
+            self.at(self.now + self.faults.commit_lag, lambda: peer.epoch == epoch and self._flush(peer))
+
+    def _arm(self, peer: SimPeer) -> None:
+        node = peer.node
+        if node is None:
+            return
+        when = node.next_deadline(self.now)
+        if peer.timer_at is not None and peer.timer_at <= when:
+            return
+        peer.timer_at = when
+        epoch = peer.epoch
+
+        def fire() -> None:
+            if peer.epoch != epoch or peer.timer_at != when or peer.node is None:
+                return
+            peer.timer_at = None
+            self._perform(peer, peer.node.tick(self.now))
+            self._arm(peer)
+
+        self.at(when, fire)
+
+    def _index_of(self, address: str) -> int | None:
+        for peer in self.peers:
+            if peer.address == address:
+                return peer.index
+        return None
+
+    def _dial(self, i: int, address: str) -> None:
+        j = self._index_of(address)
+        delay = self.faults.min_delay * 2
+        epoch_i = self.peers[i].epoch
+
+        def connect() -> None:
+            src, dst = self.peers[i], self.peers[j] if j is not None else None
+            if src.epoch != epoch_i or src.node is None:
+                return
+            if dst is None or dst.node is None or not self._reachable(i, dst.index):
+                # Refused at once when the host is there but nothing listens;
+                # a partition looks like a connect timeout.
+                wait = 0.0 if dst is None or dst.node is None else 3.0
+
+                def fail() -> None:
+                    if src.epoch == epoch_i and src.node is not None:
+                        self._perform(src, src.node.dial_failed(address, self.now))
+
+                self.at(self.now + wait, fail)
+                return
+            a, b = self._next_link, self._next_link + 1
+            self._next_link += 2
+            self.links[a] = (i, dst.index, b)
+            self.links[b] = (dst.index, i, a)
+            self._perform(dst, dst.node.link_opened(b, False, f"n{i}", self.now))
+            self._perform(src, src.node.link_opened(a, True, address, self.now))
+
+        self.at(self.now + delay, connect)
+
+    def _send(self, i: int, link: int, data: bytes) -> None:
+        route = self.links.get(link)
+        if route is None:
+            return
+        _, j, other = route
+        f = self.faults
+        hello = data[:1] == b"\x01"
+        copies = 1
+        if not hello:
+            if self.rng.random() < f.drop:
+                return
+            if self.rng.random() < f.duplicate:
+                copies = 2
+        for _ in range(copies):
+            delay = f.min_delay if hello else self.rng.uniform(f.min_delay * 1.5, f.max_delay)
+            epoch = self.peers[j].epoch
+            self.at(self.now + delay, lambda e=epoch: self._deliver(i, j, other, data, e))
+
+    def _deliver(self, i: int, j: int, link: int, data: bytes, epoch: int) -> None:
+        peer = self.peers[j]
+        if peer.epoch != epoch or peer.node is None or link not in self.links or not self._reachable(i, j):
+            return
+        self.delivered += 1
+        try:
+            effects = peer.node.receive(link, data, self.now)
+        except Exception as exc:  # any error here is a bug the test must see
+            raise AssertionError(f"seed {self.seed}: node {j} failed on a frame from {i}: {exc!r}") from exc
+        self._perform(peer, effects)
+
+    def _close(self, i: int, link: int) -> None:
+        route = self.links.pop(link, None)
+        if route is None:
+            return
+        _, j, other = route
+        self.links.pop(other, None)
+        self._closed(i, link)
+        self.at(self.now + self.faults.min_delay, lambda: self._closed(j, other))
+
+    def _closed(self, i: int, link: int) -> None:
+        peer = self.peers[i]
+        self.links.pop(link, None)
+        if peer.node is not None:
+            self._perform(peer, peer.node.link_closed(link, self.now))
+
+    # -- invariants ----------------------------------------------------------
+
+    def fingerprints(self) -> dict[int, dict[str, tuple[str, dict[int, int], list[tuple[int, int, int]]]]]:
+        out = {}
+        for peer in self.peers:
+            node = peer.node
+            assert node is not None
+            out[peer.index] = {
+                name: (
+                    doc.text,
+                    decode_state_vector(doc.encode_state_vector()),
+                    delete_set_of(doc.encode_state()),
+                )
+                for name, doc in sorted(node.documents.items())
+            }
+        return out
+
+    def active_graph_connected(self) -> bool:
+        edges: dict[int, set[int]] = {p.index: set() for p in self.peers}
+        for link_id, (owner, other, _) in self.links.items():
+            node = self._node(owner)
+            link = node.links.get(link_id)
+            if link is not None and link.ready:
+                edges[owner].add(other)
+        seen = {0}
+        todo = [0]
+        while todo:
+            for nxt in edges[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return len(seen) == len(self.peers)
