@@ -161,6 +161,9 @@ class Node:
         self._next_exchange = 0.0
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
+        # Documents this peer cannot read back from its store: never created
+        # anew from peers' data (that would bury the damaged copy).
+        self.blocked: set[str] = set()
 
     # -- documents -----------------------------------------------------------
 
@@ -331,6 +334,8 @@ class Node:
         return effects
 
     def _on_update(self, link: Link, name: str, update: bytes, now: float) -> list[Effect]:
+        if name in self.blocked:
+            return []
         created = name not in self.documents
         doc = self.document(name)
         origin = peer_origin(link.id)
@@ -356,12 +361,11 @@ class Node:
         return effects
 
     def _on_step1(self, link: Link, msg: pw.SyncStep1) -> list[Effect]:
+        if msg.name in self.blocked:
+            return []
         created = msg.name not in self.documents
         doc = self.document(msg.name)
-        try:
-            diff = doc.diff(msg.state_vector)
-        except RemoteProtocolError:
-            raise
+        diff = doc.diff(msg.state_vector)
         effects: list[Effect] = [DocCreated(msg.name)] if created else []
         effects.append(self._send(link, pw.encode(pw.SyncStep2(msg.name, diff))))
         if msg.reply_step1:
@@ -384,6 +388,8 @@ class Node:
         effects: list[Effect] = []
         in_sync: set[str] = set()
         for name in sorted(set(theirs) | set(self.documents)):
+            if name in self.blocked:
+                continue
             mine = self.documents.get(name)
             if mine is not None and theirs.get(name) == mine.digest():
                 in_sync.add(name)

@@ -42,14 +42,29 @@ class Changed:
     origin: object
 
 
-Effect = Send | Changed
+@dataclass(frozen=True, slots=True)
+class AwarenessOut:
+    """Awareness entries accepted here, as a y-protocols awareness update,
+    for the other peers."""
+
+    update: bytes
+    via: object  # where they came from (a peer link is not sent its own entries back)
+
+
+Effect = Send | Changed | AwarenessOut
+
+# A remote person's cursor that has not been renewed for this long is
+# dropped (y-protocols clients renew every 15 s and time out at 30 s).
+REMOTE_AWARENESS_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
 class _AwarenessState:
     clock: int
     state: str  # JSON text; "null" once the client left
-    owner: ConnectionId | None
+    owner: ConnectionId | None  # the browser connection that speaks for it, if local
+    via: object = None  # the peer link it came through, if remote
+    renewed: float = 0.0
 
 
 @dataclass(slots=True)
@@ -80,7 +95,9 @@ class DocumentSession:
         if not gone:
             return []
         data = ywire.encode_awareness(gone)
-        return [Send(other, data) for other in sorted(self.connections)]
+        effects: list[Effect] = [Send(other, data) for other in sorted(self.connections)]
+        effects.append(AwarenessOut(ywire.awareness_update(gone), None))
+        return effects
 
     # -- messages ------------------------------------------------------------
 
@@ -114,22 +131,48 @@ class DocumentSession:
             effects.extend(Send(c, data) for c in sorted(self.connections) if c != change.origin)
         return effects
 
-    def _receive_awareness(self, conn: ConnectionId, entries: tuple[ywire.AwarenessEntry, ...]) -> list[Effect]:
+    def _receive_awareness(
+        self, conn: ConnectionId | None, entries: tuple[ywire.AwarenessEntry, ...], via: object = None, now: float = 0.0
+    ) -> list[Effect]:
         accepted: list[ywire.AwarenessEntry] = []
         for entry in entries:
             current = self._awareness.get(entry.client)
-            if current is not None and current.owner not in (None, conn):
-                continue  # another connection speaks for this client
+            if current is not None and current.owner is not None and current.owner != conn:
+                continue  # a local connection speaks for this client
             if (
                 current is None
                 or current.clock < entry.clock
                 or (current.clock == entry.clock and entry.is_removal and current.state != "null")
             ):
-                self._awareness[entry.client] = _AwarenessState(entry.clock, entry.state, conn)
+                self._awareness[entry.client] = _AwarenessState(entry.clock, entry.state, conn, via, now)
                 accepted.append(entry)
         if not accepted:
             return []
         data = ywire.encode_awareness(accepted)
+        effects: list[Effect] = [Send(c, data) for c in sorted(self.connections)]
+        effects.append(AwarenessOut(ywire.awareness_update(accepted), via))
+        return effects
+
+    def receive_remote_awareness(self, update: bytes, via: object, now: float) -> list[Effect]:
+        """Awareness from another peer. Raises RemoteProtocolError if malformed."""
+        return self._receive_awareness(None, ywire.decode_awareness(update), via, now)
+
+    def expire_remote(self, now: float, via: object = None) -> list[Effect]:
+        """Forget remote cursors not renewed in time, or (with *via*) all of
+        those that came through a link that closed. Only local browsers are
+        told: other peers run their own clocks."""
+        gone: list[ywire.AwarenessEntry] = []
+        for client, state in list(self._awareness.items()):
+            if state.owner is not None or state.state == "null":
+                continue
+            if (via is not None and state.via == via) or (
+                via is None and now - state.renewed > REMOTE_AWARENESS_TIMEOUT
+            ):
+                del self._awareness[client]
+                gone.append(ywire.AwarenessEntry(client, state.clock + 1, "null"))
+        if not gone:
+            return []
+        data = ywire.encode_awareness(gone)
         return [Send(c, data) for c in sorted(self.connections)]
 
     def _present(self) -> list[ywire.AwarenessEntry]:

@@ -111,16 +111,21 @@ def decode_awareness(data: bytes) -> tuple[AwarenessEntry, ...]:
     return tuple(entries)
 
 
-def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
-    w = Writer()
-    w.write_varuint(MESSAGE_AWARENESS)
+def awareness_update(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
+    """The y-protocols awareness update (the payload of message 1)."""
     inner = Writer()
     inner.write_varuint(len(entries))
     for entry in entries:
         inner.write_varuint(entry.client)
         inner.write_varuint(entry.clock)
         inner.write_var_string(entry.state)
-    w.write_var_bytes(inner.to_bytes())
+    return inner.to_bytes()
+
+
+def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...]) -> bytes:
+    w = Writer()
+    w.write_varuint(MESSAGE_AWARENESS)
+    w.write_var_bytes(awareness_update(entries))
     return w.to_bytes()
 
 

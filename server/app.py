@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -11,10 +12,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from crdt.errors import StoreError
+from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, pages
+from server import browser_ws, identity, pages
+from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
-from server.keys import BROWSER_SOCKETS, RUNTIME, SETTINGS, STATIC, TEMPLATES
+from server.keys import BROWSER_SOCKETS, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
+from server.peering import Peering
 from server.runtime import Runtime
 from server.settings import Settings
 from server.sqlite_store import SQLiteStore
@@ -38,7 +42,7 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return web.Response(text=f"Meshpad cannot read its store: {exc}", status=500)
 
 
-def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
+def create_app(settings: Settings, *, store: Store | None = None, config: Config | None = None) -> web.Application:
     """Build the peer's application. The store opens when the app starts
     (``SQLiteStore`` in ``settings.data_dir`` unless one is given)."""
     app = web.Application(client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024, middlewares=[store_errors])
@@ -56,19 +60,39 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[TEMPLATES] = env
     app[BROWSER_SOCKETS] = set()
 
-    runtime = Runtime(lambda: store if store is not None else SQLiteStore(settings.data_dir))
+    runtime = Runtime(
+        lambda: store if store is not None else SQLiteStore(settings.data_dir),
+        peer_id=lambda: identity.load_peer_id(settings.data_dir),
+        listen=settings.listen_address(),
+        config=config,
+    )
+    runtime.save_peers = lambda peers: identity.save_peers(settings.data_dir, peers)  # type: ignore[method-assign]
+    peering = Peering(runtime)
     app[RUNTIME] = runtime
+    app[PEERING] = peering
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
+        runtime.gossip.restore_peers(identity.load_peers(settings.data_dir))
+        started = asyncio.Event()
+        supervisor = asyncio.create_task(peering.run(started, list(settings.join)))
+        await started.wait()
         try:
             yield
         finally:
+            peering.stop()
+            await supervisor
             await runtime.stop()
 
     app.cleanup_ctx.append(runtime_ctx)
     app.on_shutdown.append(browser_ws.close_all)
+
+    async def close_links(app: web.Application) -> None:
+        peering.stop()  # inbound peer handlers end with their links, so shutdown does not wait on them
+
+    app.on_shutdown.append(close_links)
     pages.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
+    app.router.add_get("/peer", peering_module.handle)
     app.router.add_get("/static/{digest}/{path:.+}", static.handle)
     return app

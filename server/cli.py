@@ -32,6 +32,9 @@ def _parser(defaults: Settings) -> argparse.ArgumentParser:
             kwargs["type"] = int
         if opt.name == "data_dir":
             kwargs["type"] = Path
+        if opt.name == "join":
+            kwargs["action"] = "append"
+            kwargs["default"] = None
         serve.add_argument(opt.flag, dest=opt.name, **kwargs)  # type: ignore[arg-type]
     serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="logging detail"
@@ -50,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = replace(defaults, host=args.host, port=args.port, data_dir=args.data_dir)
+    settings = replace(
+        defaults,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        join=tuple(args.join) if args.join else defaults.join,
+        advertise=args.advertise,
+    )
     from server.app import create_app
 
     try:

@@ -6,6 +6,7 @@ import jinja2
 from aiohttp import web
 
 from server.assets import StaticFiles
+from server.peering import Peering
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -14,3 +15,4 @@ RUNTIME = web.AppKey("runtime", Runtime)
 STATIC = web.AppKey("static", StaticFiles)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 BROWSER_SOCKETS = web.AppKey("browser_sockets", set[web.WebSocketResponse])
+PEERING = web.AppKey("peering", Peering)

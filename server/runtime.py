@@ -1,5 +1,6 @@
-"""The peer's runtime: the documents in memory, the browser connections, and
-the store thread. It performs the effects the core returns.
+"""The peer's runtime: the documents in memory, the browser connections, the
+replication node, and the store thread. It performs the effects the core
+returns; ``server.peering`` moves the peer links' bytes.
 
 Every browser connection has a bounded outbox drained by its own writer task;
 when the outbox is full the connection is closed (the client resynchronises
@@ -11,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from crdt import node as core
 from crdt import ywire
 from crdt.document import Document
-from crdt.errors import MeshpadError
+from crdt.errors import MeshpadError, StoreError
 from crdt.names import validate_name
-from crdt.session import Changed, DocumentSession, Effect, Send
+from crdt.session import AwarenessOut, Changed, DocumentSession, Send
+from crdt.session import Effect as SessionEffect
 from crdt.store import DocumentInfo, Store, Write
 from server.storage import StoreThread
 
@@ -30,10 +34,21 @@ log = logging.getLogger(__name__)
 # Frames waiting to be written to one browser. A browser that falls this far
 # behind is disconnected; on reconnect it gets one sync instead of a backlog.
 OUTBOX_LIMIT = 4096
+# How often remote cursors that were not renewed are swept away.
+AWARENESS_SWEEP_SECONDS = 5.0
 
 
 class DocumentExists(MeshpadError):
     pass
+
+
+class DocumentDamaged(StoreError):
+    pass
+
+
+def new_client_id() -> int:
+    """A fresh random 32-bit Yjs client id: never reused across restarts."""
+    return secrets.randbelow(2**32 - 1) + 1
 
 
 @dataclass(eq=False)
@@ -65,19 +80,33 @@ class Connection:
 
 
 class Runtime:
-    def __init__(self, open_store: Callable[[], Store], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        peer_id: Callable[[], bytes],
+        listen: str,
+        clock: Callable[[], float] = time.time,
+        config: core.Config | None = None,
+    ) -> None:
         self._open_store = open_store
+        self._peer_id = peer_id
+        self._listen = listen
         self._clock = clock
+        self._config = config
         self.store_thread: StoreThread | None = None
+        self.node: core.Node | None = None
         self.sessions: dict[str, DocumentSession] = {}
         self.catalog: dict[str, DocumentInfo] = {}
+        self.damaged: dict[str, str] = {}
         self.connections: dict[int, Connection] = {}
-        self._loading: dict[str, asyncio.Future[DocumentSession]] = {}
         self._next_conn = 0
         self._dirty: set[str] = set()
         self._flush_scheduled = False
         self._acks_pending: set[Connection] = set()
         self.frames_refused = 0
+        # Set by server.peering: performs the node's network effects.
+        self.network: Callable[[list[core.Effect]], None] = lambda effects: None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # -- life cycle --------------------------------------------------------
 
@@ -85,59 +114,76 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self.store_thread = StoreThread(self._open_store(), loop, self._on_durable)
         self.store_thread.start()
-        for info in await self.store_thread.call(lambda s: s.documents()):
+        infos, logs = await self.store_thread.call(_load_all)
+        documents: dict[str, Document] = {}
+        for info in infos:
             self.catalog[info.name] = info
+            loaded = logs[info.name]
+            if isinstance(loaded, StoreError):
+                self.damaged[info.name] = str(loaded)
+                log.error("document %r cannot be read and will not be replicated: %s", info.name, loaded)
+                continue
+            doc = Document(info.name, new_client_id())
+            try:
+                doc.load(loaded)
+            except Exception as exc:
+                self.damaged[info.name] = f"{self.store_path()}: document {info.name!r} does not decode: {exc}"
+                log.error("%s", self.damaged[info.name])
+                continue
+            documents[info.name] = doc
+        self.node = core.Node(
+            self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._config, documents
+        )
+        self.node.blocked.update(self.damaged)
+        self._sweeper = loop.call_later(AWARENESS_SWEEP_SECONDS, self._sweep_awareness)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conn in list(self.connections.values()):
             conn.close("peer shutting down")
         self._flush_lengths()
         if self.store_thread is not None:
             await self.store_thread.stop()
 
+    def store_path(self) -> str:
+        return str(getattr(self.store.store, "path", "the store"))
+
     @property
     def store(self) -> StoreThread:
         assert self.store_thread is not None, "runtime not started"
         return self.store_thread
+
+    @property
+    def gossip(self) -> core.Node:
+        assert self.node is not None, "runtime not started"
+        return self.node
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     # -- documents ---------------------------------------------------------
 
     def exists(self, name: str) -> bool:
         return name in self.catalog
 
-    async def session(self, name: str, *, create: bool = True) -> DocumentSession:
-        """The in-memory session of *name*, loading it from the store once."""
+    async def session(self, name: str) -> DocumentSession:
+        """The session of *name*, creating the document if it is new."""
         validate_name(name)
-        found = self.sessions.get(name)
-        if found is not None:
-            return found
-        if not create and name not in self.catalog:
-            raise KeyError(name)
-        loading = self._loading.get(name)
-        if loading is None:
-            loading = asyncio.get_running_loop().create_future()
-            self._loading[name] = loading
-            try:
-                updates = await self.store.call(lambda s: s.load(name))
-                document = Document(name, client_id=secrets.randbelow(2**32 - 1) + 1)
-                document.load(updates)
-                session = DocumentSession(document)
-                self.sessions[name] = session
-                if name not in self.catalog:
-                    self._register(name)
-                loading.set_result(session)
-            except BaseException as exc:
-                loading.set_exception(exc)
-                loading.exception()  # waiters (if any) get it; none is not an error
-                raise
-            finally:
-                del self._loading[name]
-            return session
-        return await asyncio.shield(loading)
+        if name in self.damaged:
+            raise DocumentDamaged(self.damaged[name])
+        session = self.sessions.get(name)
+        if session is None:
+            new = name not in self.catalog
+            session = self.sessions[name] = DocumentSession(self.gossip.document(name))
+            if new:
+                self._register(name)
+                self.network(self.gossip.create(name))
+        return session
 
     async def create(self, name: str, text: str = "") -> DocumentSession:
         validate_name(name)
-        if name in self.catalog or name in self._loading:
+        if name in self.catalog:
             raise DocumentExists(f"document {name!r} already exists")
         session = await self.session(name)
         if text:
@@ -150,29 +196,83 @@ class Runtime:
         self.store.write(Write(name, at=now))
 
     def info(self, name: str) -> DocumentInfo:
-        session = self.sessions.get(name)
         info = self.catalog[name]
-        if session is not None and name in self._dirty:
-            return DocumentInfo(name, len(session.document.text), info.created_at, info.updated_at)
+        doc = self.gossip.documents.get(name)
+        if doc is not None and name in self._dirty:
+            return DocumentInfo(name, len(doc.text), info.created_at, info.updated_at)
         return info
+
+    def _changed(self, name: str, update: bytes) -> None:
+        now = self._clock()
+        self.store.write(Write(name, update, at=now))
+        info = self.catalog[name]
+        self.catalog[name] = DocumentInfo(name, info.length, info.created_at, now)
+        self._dirty.add(name)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_lengths)
 
     # -- effects -------------------------------------------------------------
 
-    def perform(self, name: str, effects: list[Effect]) -> None:
+    def perform(self, name: str, effects: list[SessionEffect]) -> None:
+        """Effects of a document session (browser side)."""
         for effect in effects:
             if isinstance(effect, Send):
                 conn = self.connections.get(effect.connection)
                 if conn is not None:
                     conn.send(effect.data)
             elif isinstance(effect, Changed):
-                now = self._clock()
-                self.store.write(Write(name, effect.update, at=now))
-                info = self.catalog[name]
-                self.catalog[name] = DocumentInfo(name, info.length, info.created_at, now)
-                self._dirty.add(name)
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._flush_lengths)
+                self._changed(name, effect.update)
+                self.network(self.gossip.local_change(name, effect.update, effect.origin))
+            elif isinstance(effect, AwarenessOut):
+                exclude = effect.via[1] if isinstance(effect.via, tuple) else None
+                self.network(self.gossip.local_awareness(name, effect.update, exclude=exclude))
+
+    def perform_node(self, effects: list[core.Effect]) -> list[core.Effect]:
+        """Handle the node's document effects; return the network ones."""
+        network: list[core.Effect] = []
+        for effect in effects:
+            if isinstance(effect, core.DocChanged):
+                session = self.sessions.get(effect.name)
+                self._changed(effect.name, effect.update)
+                if session is not None:
+                    data = ywire.encode_sync_update(effect.update)
+                    for conn_id in sorted(session.connections):
+                        conn = self.connections.get(conn_id)
+                        if conn is not None:
+                            conn.send(data)
+            elif isinstance(effect, core.DocCreated):
+                if effect.name not in self.catalog:
+                    self._register(effect.name)
+            elif isinstance(effect, core.AwarenessIn):
+                session = self.sessions.get(effect.name)
+                if session is None:
+                    session = self.sessions[effect.name] = DocumentSession(self.gossip.document(effect.name))
+                try:
+                    out = session.receive_remote_awareness(effect.update, core.peer_origin(effect.link), self.now())
+                except MeshpadError as exc:
+                    network.append(core.CloseLink(effect.link, f"protocol error: {exc}"))
+                    continue
+                self.perform(effect.name, out)
+            elif isinstance(effect, core.PeersChanged):
+                self.save_peers(effect.peers)
+            else:
+                network.append(effect)
+        return network
+
+    def save_peers(self, peers: list[tuple[str, str]]) -> None:
+        """Overridden by the app: remember known peers in the data dir."""
+
+    def link_closed(self, link: int) -> None:
+        via = core.peer_origin(link)
+        for name, session in self.sessions.items():
+            self.perform(name, session.expire_remote(self.now(), via=via))
+
+    def _sweep_awareness(self) -> None:
+        now = self.now()
+        for name, session in self.sessions.items():
+            self.perform(name, session.expire_remote(now))
+        self._sweeper = asyncio.get_running_loop().call_later(AWARENESS_SWEEP_SECONDS, self._sweep_awareness)
 
     def _flush_lengths(self) -> None:
         """Once per loop iteration, store the new length of changed documents
@@ -180,10 +280,10 @@ class Runtime:
         self._flush_scheduled = False
         now = self._clock()
         for name in self._dirty:
-            session = self.sessions.get(name)
-            if session is None:
+            doc = self.gossip.documents.get(name)
+            if doc is None:
                 continue
-            length = len(session.document.text)
+            length = len(doc.text)
             info = self.catalog[name]
             self.catalog[name] = DocumentInfo(name, length, info.created_at, info.updated_at)
             self.store.write(Write(name, length=length, at=now))
@@ -236,3 +336,15 @@ class Runtime:
             conn.send(ywire.encode_saved(top))
         if not conn.waiting:
             self._acks_pending.discard(conn)
+
+
+def _load_all(store: Store) -> tuple[list[DocumentInfo], dict[str, list[bytes] | StoreError]]:
+    """Every document's stored updates (run on the store thread)."""
+    infos = store.documents()
+    logs: dict[str, list[bytes] | StoreError] = {}
+    for info in infos:
+        try:
+            logs[info.name] = store.load(info.name)
+        except StoreError as exc:
+            logs[info.name] = exc
+    return infos, logs

@@ -28,6 +28,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the SQLite store (default $XDG_DATA_HOME/meshpad)"
     ),
+    Option("join", "--join", "MESHPAD_JOIN", "HOST:PORT of a peer to join; repeat for several (env: comma-separated)"),
+    Option(
+        "advertise",
+        "--advertise",
+        "MESHPAD_ADVERTISE",
+        "HOST:PORT other peers should dial to reach this one (default: --host:--port); "
+        "'none' for a peer that only dials out",
+    ),
 )
 
 
@@ -36,6 +44,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7400
     data_dir: Path = field(default_factory=default_data_dir)
+    join: tuple[str, ...] = ()
+    advertise: str | None = None
+
+    def listen_address(self) -> str:
+        """What this peer tells others to dial ("" when it accepts no links)."""
+        if self.advertise is not None:
+            return "" if self.advertise.lower() == "none" else self.advertise
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,4 +62,6 @@ class Settings:
             host=env.get("MESHPAD_HOST", base.host),
             port=int(env.get("MESHPAD_PORT", base.port)),
             data_dir=Path(env["MESHPAD_DATA_DIR"]) if env.get("MESHPAD_DATA_DIR") else base.data_dir,
+            join=tuple(a.strip() for a in env.get("MESHPAD_JOIN", "").split(",") if a.strip()),
+            advertise=env.get("MESHPAD_ADVERTISE") or None,
         )

@@ -20,8 +20,17 @@ def free_port() -> int:
 
 
 class Peer:
-    def __init__(self, data_dir: Path, port: int | None = None, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        command: list[str] | None = None,
+        args: list[str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.data_dir = data_dir
+        self.args = list(args or [])
+        self.host = host
         self.port = port or free_port()
         self.command = command or [sys.executable, "-m", "server"]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -29,14 +38,15 @@ class Peer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Peer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [*self.command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [*self.command, "serve", "--host", self.host, "--port", str(self.port), "--data-dir", str(self.data_dir)]
+            + self.args,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -74,8 +84,21 @@ class Peer:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=20)
 
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
