@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pycrdt import Doc, Text, TransactionEvent
 
-from crdt.errors import LocalProtocolError, RemoteProtocolError
+from crdt.errors import LocalProtocolError, RemoteProtocolError, is_crdt_error
 from crdt.yupdate import (
     StateVector,
     UpdateInfo,
@@ -199,9 +199,9 @@ class Document:
         try:
             with self._doc.transaction(origin=origin):
                 self._doc.apply_update(update)
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except BaseException as exc:  # pycrdt raises ValueError/RuntimeError, and PanicException (a BaseException)
+            if not is_crdt_error(exc):
+                raise
             self._captured.clear()
             self._sv = None
             raise RemoteProtocolError(f"update refused by the CRDT: {exc}") from exc

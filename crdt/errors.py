@@ -33,3 +33,10 @@ class StoreError(MeshpadError):
 
 class StoreCorrupt(StoreError):
     """The store holds data that cannot be read back; nothing was guessed."""
+
+
+def is_crdt_error(exc: BaseException) -> bool:
+    """True for what pycrdt raises on data it cannot integrate: ordinary
+    exceptions, and the Rust ``PanicException`` (a BaseException, so that it
+    is not caught by accident elsewhere)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"

@@ -45,8 +45,12 @@ class Peer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [*self.command, "serve", "--host", self.host, "--port", str(self.port), "--data-dir", str(self.data_dir)]
-            + self.args,
+            [
+                *self.command,
+                "serve",
+                *("--host", self.host, "--port", str(self.port), "--data-dir", str(self.data_dir)),
+                *self.args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

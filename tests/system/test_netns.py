@@ -1,0 +1,152 @@
+"""Peers on separate hosts: Linux network namespaces joined through a bridge
+by veth links (addresses exist only inside the namespaces this test makes,
+and are removed with them). One host's link is cut with ``ip link set ...
+down`` while both sides edit, then restored: every replica converges with
+every insert and every delete.
+
+Needs root and iproute2, which CI has (it runs as root)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.netns]
+HERE = Path(__file__).resolve().parent.parent
+PREFIX = f"mp{os.getpid() % 10000}"
+SUBNET = "10.77.0"
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+class Host:
+    def __init__(self, index: int, tmp: Path) -> None:
+        self.index = index
+        self.ns = f"{PREFIX}h{index}"
+        self.ip = f"{SUBNET}.{index}"
+        self.veth = f"{PREFIX}v{index}"
+        self.data = tmp / f"host{index}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:7400"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.ns, *args, check=check)
+
+    def start(self, *join: str) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        log = open(self.data.parent / f"host{self.index}.log", "ab")  # noqa: SIM115 - the child keeps it
+        cmd = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "server", "serve"]
+        cmd += ["--host", self.ip, "--port", "7400", "--data-dir", str(self.data)]
+        for address in join:
+            cmd += ["--join", address]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
+        log.close()
+        wait(lambda: self.client("peers", check=False).returncode == 0, f"host {self.index} ready")
+
+    def client(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, str(HERE / "nsclient.py"), args[0], self.url, *args[1:], check=check)
+
+    def text(self, name: str) -> str | None:
+        proc = self.client("text", name, check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    assert os.geteuid() == 0, "network namespaces need root (CI runs as root)"
+    switch = f"{PREFIX}sw"
+    made = [Host(i, tmp_path) for i in (1, 2, 3)]
+    try:
+        sh("ip", "netns", "add", switch)
+        sh("ip", "-n", switch, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", switch, "link", "set", "br0", "up")
+        for h in made:
+            port = f"{PREFIX}s{h.index}"
+            sh("ip", "netns", "add", h.ns)
+            sh("ip", "link", "add", h.veth, "type", "veth", "peer", "name", port)
+            sh("ip", "link", "set", h.veth, "netns", h.ns)
+            sh("ip", "link", "set", port, "netns", switch)
+            sh("ip", "-n", switch, "link", "set", port, "master", "br0")
+            sh("ip", "-n", switch, "link", "set", port, "up")
+            sh("ip", "-n", h.ns, "addr", "add", f"{h.ip}/24", "dev", h.veth)
+            sh("ip", "-n", h.ns, "link", "set", h.veth, "up")
+            sh("ip", "-n", h.ns, "link", "set", "lo", "up")
+        yield made
+    finally:
+        for h in made:
+            h.stop()
+        for ns in [h.ns for h in made] + [switch]:
+            sh("ip", "netns", "del", ns, check=False)
+        leftover = sh("ip", "netns", "list").stdout
+        assert PREFIX not in leftover, f"namespaces left behind: {leftover}"
+
+
+def converged(hosts: list[Host], name: str) -> str:
+    texts: list[str | None] = []
+
+    def same() -> bool:
+        texts[:] = [h.text(name) for h in hosts]
+        return None not in texts and len(set(texts)) == 1
+
+    wait(same, f"{name} identical on every host", timeout=40)
+    assert texts[0] is not None
+    return texts[0]
+
+
+def test_cut_link_edits_on_both_sides_converge(hosts):
+    h1, h2, h3 = hosts
+    h1.start()
+    h2.start(f"{h1.ip}:7400")
+    h3.start(f"{h1.ip}:7400")
+    base = " ".join(f"w{i:02d}" for i in range(20))
+    h1.run(
+        sys.executable, "-c",
+        "import json,sys,urllib.request as u;"
+        "u.urlopen(u.Request(sys.argv[1]+'/api/docs',data=json.dumps({'name':'shared','text':sys.argv[2]}).encode(),"
+        "headers={'Content-Type':'application/json'}))",
+        h1.url, base,
+    )  # fmt: skip
+    assert converged(hosts, "shared") == base
+
+    h3.run("ip", "link", "set", h3.veth, "down")
+    h1.client("edit", "shared", "901", "insert", " <one-1>", "delete", "w03", "insert", " <one-2>", "delete", "w11")
+    h3.client("edit", "shared", "903", "insert", " <three-1>", "delete", "w07", "delete", "w15", "insert", " <three-2>")
+    assert h1.text("shared") != h3.text("shared")
+    assert h2.text("shared") == h1.text("shared")
+
+    h3.run("ip", "link", "set", h3.veth, "up")
+    merged = converged(hosts, "shared")
+    for token in ("<one-1>", "<one-2>", "<three-1>", "<three-2>", "w00", "w19"):
+        assert token in merged
+    for token in ("w03", "w11", "w07", "w15"):
+        assert token not in merged
