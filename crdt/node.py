@@ -559,5 +559,3 @@ def _listen_address(listen: str, link: Link) -> str:
         seen_host = link.address.rpartition(":")[0] if link.outbound else link.address
         return f"{seen_host}:{port}"
     return listen
-
-
