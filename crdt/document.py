@@ -37,6 +37,11 @@ TEXT_NAME = "content"
 # the sender is told to resynchronise (see BufferFull).
 MAX_PENDING_UPDATES = 1_000
 MAX_PENDING_BYTES = 8 * 1024 * 1024
+# Largest document, counted as the bytes of the updates it was built from. A
+# book is a few MB of text; this stops a peer or browser from filling the
+# disk and memory through one document, and keeps a whole-document sync
+# within one 16 MiB frame.
+MAX_DOCUMENT_BYTES = 12 * 1024 * 1024
 
 Origin = Hashable
 _EMPTY_UPDATE = b"\x00\x00"  # no structs, no deletions
@@ -82,6 +87,7 @@ class Document:
         self._pending: list[_Pending] = []
         self._pending_bytes = 0
         self._digest: bytes | None = None
+        self.size = 0  # bytes of the updates integrated so far (see MAX_DOCUMENT_BYTES)
         self.refused = 0  # buffered updates dropped because the CRDT refused them
         self.generation = 0  # grows with every change: lets callers cache what they derive
         self._subscription = self._doc.observe(self._on_transaction)
@@ -140,6 +146,7 @@ class Document:
         They were integrated here before, so they are causal by construction."""
         for update in updates:
             self._doc.apply_update(update)
+            self.size += len(update)
         self._captured.clear()
         self._sv = None
         self._digest = None
@@ -155,6 +162,8 @@ class Document:
         info = parse_update(update)
         if info.is_empty():
             return []
+        if self.size + len(update) > MAX_DOCUMENT_BYTES:
+            raise RemoteProtocolError(f"{self.name}: document would exceed {MAX_DOCUMENT_BYTES} bytes")
         sv = self.state_vector()
         if not info.is_ready(sv):
             if len(self._pending) >= MAX_PENDING_UPDATES or self._pending_bytes + len(update) > MAX_PENDING_BYTES:
@@ -229,6 +238,7 @@ class Document:
 
     def _take(self, origin: Origin) -> list[Change]:
         captured, self._captured = self._captured, []
+        self.size += sum(len(update) for update in captured)
         return [Change(update, origin) for update in captured if update != _EMPTY_UPDATE]
 
     def _on_transaction(self, event: TransactionEvent) -> None:

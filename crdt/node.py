@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from crdt import peerwire as pw
 from crdt.document import BufferFull, Change, Document
 from crdt.errors import RemoteProtocolError
+from crdt.limits import LINK_MESSAGE_BURST, LINK_MESSAGES_PER_SECOND, TokenBucket
 from crdt.membership import Backoff, Known, KnownPeers
+from crdt.yupdate import decode_state_vector, parse_update
 
 LinkId = int
 _MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
@@ -128,6 +130,10 @@ class Link:
     rtt: float | None = None
     bytes_in: int = 0
     bytes_out: int = 0
+    remote_id: bytes | None = None  # authenticated by the secure channel, when there is one
+    budget: TokenBucket = field(default_factory=lambda: TokenBucket(LINK_MESSAGES_PER_SECOND, LINK_MESSAGE_BURST))
+    nonce: int = 0  # our HELLO nonce on this link
+    key: tuple[bytes, int, int] = (b"", 0, 0)  # which of two links to one peer survives
     in_sync: set[str] = field(default_factory=set)
     all_in_sync: bool = False
     last_sync_check: float | None = None
@@ -230,8 +236,13 @@ class Node:
 
     # -- links -----------------------------------------------------------------
 
-    def link_opened(self, link_id: LinkId, outbound: bool, address: str, now: float) -> list[Effect]:
+    def link_opened(
+        self, link_id: LinkId, outbound: bool, address: str, now: float, remote_id: bytes | None = None
+    ) -> list[Effect]:
+        """A link is open (and, when *remote_id* is given, its channel has
+        authenticated that peer: its HELLO must then carry the same id)."""
         link = Link(link_id, outbound, address, now, now, next_ping=now + self.config.ping_interval)
+        link.remote_id = remote_id
         self.links[link_id] = link
         hello = pw.Hello(pw.VERSION, self.peer_id, self.listen)
         return [self._send(link, pw.encode(hello))]
@@ -263,6 +274,8 @@ class Node:
             raise RemoteProtocolError("link is not open")
         link.bytes_in += len(data)
         link.last_heard = now
+        if not link.budget.take(now):
+            raise RemoteProtocolError(f"more than {LINK_MESSAGES_PER_SECOND:.0f} messages per second")
         msg = pw.decode(data)
         if not link.ready:
             if not isinstance(msg, pw.Hello):
@@ -298,12 +311,17 @@ class Node:
                 return []
             return [AwarenessIn(msg.name, msg.update, link.id)]
         if isinstance(msg, pw.Bye):
+            if link.outbound:
+                # Not a failure of the network, but do not come straight back.
+                self.known.failed(link.address, now, self.rng)
             return [CloseLink(link.id, f"peer said goodbye: {msg.reason}")]
         raise RemoteProtocolError("HELLO sent twice")
 
     # -- handlers ----------------------------------------------------------------
 
     def _on_hello(self, link: Link, hello: pw.Hello, now: float) -> list[Effect]:
+        if link.remote_id is not None and hello.peer_id != link.remote_id:
+            raise RemoteProtocolError("HELLO names another peer than the one authenticated")
         if hello.peer_id == self.peer_id:
             self.known.forget(link.address)
             return [CloseLink(link.id, "connected to itself")]
@@ -315,18 +333,20 @@ class Node:
         if hello.listen:
             self.known.add(_listen_address(hello.listen, link), hello.peer_id)
             self.known.succeeded(_listen_address(hello.listen, link), now)
-        # (4) one link per pair: keep the one dialled by the smaller peer id.
+        link.key = (self._dialer(link), min(link.nonce, hello.nonce), max(link.nonce, hello.nonce))
+        effects: list[Effect] = []
+        # (4) one link per pair: both sides keep the link with the smaller
+        # key (dialler's id, then the two HELLO nonces), which both can compute.
         for other in self._ready_links():
             if other.id != link.id and other.peer_id == hello.peer_id:
-                loser = link if self._dialer(link) > self._dialer(other) else other
-                if self._dialer(link) == self._dialer(other):
-                    loser = link if link.id > other.id else other
-                return [CloseLink(loser.id, "duplicate link")]
-        effects: list[Effect] = []
+                if link.key > other.key:
+                    return [CloseLink(link.id, "duplicate link")]
+                effects.append(CloseLink(other.id, "duplicate link"))
         sample = pw.Peers(tuple(self.known.sample(self.rng, 16, exclude=hello.peer_id)))
         if not link.outbound and len(self._ready_links()) > self.config.active_max:
             effects.append(self._send(link, pw.encode(sample)))
-            effects.append(CloseLink(link.id, "busy: enough links, try the peers sent"))
+            effects.append(self._send(link, pw.encode(pw.Bye("busy: enough links, try the peers sent"))))
+            effects.append(CloseLink(link.id, "busy: enough links"))
             return effects
         effects.append(self._send(link, pw.encode(sample)))
         effects.append(self._send(link, pw.encode(self._digest_message())))  # (3) a round on connect
@@ -337,6 +357,8 @@ class Node:
         if name in self.blocked:
             return []
         created = name not in self.documents
+        if created:
+            parse_update(update)  # invalid data must not leave a half-made document behind
         doc = self.document(name)
         origin = peer_origin(link.id)
         effects: list[Effect] = [DocCreated(name)] if created else []
@@ -364,6 +386,8 @@ class Node:
         if msg.name in self.blocked:
             return []
         created = msg.name not in self.documents
+        if created:
+            decode_state_vector(msg.state_vector)
         doc = self.document(msg.name)
         diff = doc.diff(msg.state_vector)
         effects: list[Effect] = [DocCreated(msg.name)] if created else []
@@ -557,5 +581,7 @@ def _listen_address(listen: str, link: Link) -> str:
         return listen
     if host in ("0.0.0.0", "[::]", "", "::"):
         seen_host = link.address.rpartition(":")[0] if link.outbound else link.address
+        if ":" in seen_host and not seen_host.startswith("["):
+            seen_host = f"[{seen_host}]"
         return f"{seen_host}:{port}"
     return listen

@@ -30,7 +30,6 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024  # a whole-document sync of a large document
 MAX_ADDRESS_BYTES = 300  # host:port, a DNS name at most 253 bytes
 MAX_PEERS_PER_MESSAGE = 64  # peer exchange samples, not the whole view
 MAX_DIGEST_ENTRIES = 100_000  # documents listed in one DOC_DIGESTS
-MAX_AUTH_BYTES = 4096  # room for the handshake of a later version
 MAX_REASON_BYTES = 200
 PEER_ID_BYTES = 16
 HASH_BYTES = 16
@@ -57,7 +56,7 @@ class Hello:
     version: int
     peer_id: bytes
     listen: str  # "host:port" others can dial, or "" when it accepts no connections
-    auth: bytes = b""  # reserved for the authenticated handshake
+    nonce: int = 0  # random per link: breaks the tie between two links to one peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +155,7 @@ def decode(frame: bytes) -> Message:
             raise RemoteProtocolError(f"unsupported protocol version {version} (this peer speaks {VERSION})")
         peer_id = _fixed(r, PEER_ID_BYTES)
         listen = _bounded_string(r, MAX_ADDRESS_BYTES, "address")
-        auth_len = r.read_varuint()
-        if auth_len > MAX_AUTH_BYTES:
-            raise RemoteProtocolError("handshake too long")
-        msg = Hello(version, peer_id, listen, r.read_bytes(auth_len))
+        msg = Hello(version, peer_id, listen, r.read_varuint())
     elif kind == T.PEERS:
         n = r.read_varuint()
         if n > MAX_PEERS_PER_MESSAGE:
@@ -207,7 +203,7 @@ def encode(msg: Message) -> bytes:
         w.write_varuint(msg.version)
         w.write_bytes(msg.peer_id)
         w.write_var_string(msg.listen)
-        w.write_var_bytes(msg.auth)
+        w.write_varuint(msg.nonce)
     elif isinstance(msg, Peers):
         w.write_varuint(T.PEERS)
         w.write_varuint(len(msg.peers))

@@ -163,7 +163,11 @@ class DocumentSession:
         told: other peers run their own clocks."""
         gone: list[ywire.AwarenessEntry] = []
         for client, state in list(self._awareness.items()):
-            if state.owner is not None or state.state == "null":
+            if state.owner is not None:
+                continue
+            if state.state == "null":
+                if now - state.renewed > REMOTE_AWARENESS_TIMEOUT:
+                    del self._awareness[client]  # a removal long past: its clock is no longer needed
                 continue
             if (via is not None and state.via == via) or (
                 via is None and now - state.renewed > REMOTE_AWARENESS_TIMEOUT

@@ -60,14 +60,23 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     app[TEMPLATES] = env
     app[BROWSER_SOCKETS] = set()
 
+    joins: list[str] = []
+    invited: str | None = None
+    for entry in settings.join:
+        if entry.startswith(identity.INVITE_PREFIX):
+            address, invited = identity.parse_invite(entry)
+            joins.append(address)
+        else:
+            joins.append(entry)
+    me = identity.load_identity(settings.data_dir, settings.network_key, invited)
     runtime = Runtime(
         lambda: store if store is not None else SQLiteStore(settings.data_dir),
-        peer_id=lambda: identity.load_peer_id(settings.data_dir),
+        peer_id=lambda: me.peer_id,
         listen=settings.listen_address(),
         config=config,
     )
     runtime.save_peers = lambda peers: identity.save_peers(settings.data_dir, peers)  # type: ignore[method-assign]
-    peering = Peering(runtime)
+    peering = Peering(runtime, me)
     app[RUNTIME] = runtime
     app[PEERING] = peering
 
@@ -75,7 +84,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
         await runtime.start()
         runtime.gossip.restore_peers(identity.load_peers(settings.data_dir))
         started = asyncio.Event()
-        supervisor = asyncio.create_task(peering.run(started, list(settings.join)))
+        supervisor = asyncio.create_task(peering.run(started, joins))
         await started.wait()
         try:
             yield

@@ -39,6 +39,16 @@ def _parser(defaults: Settings) -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="logging detail"
     )
+    invite = commands.add_parser(
+        "invite",
+        help="print an invite to this peer's network (its address and the network key)",
+        description="Print meshpad://HOST:PORT#KEY. Whoever has it can join the network and read and "
+        "write every document: send it only to people you trust, over a private channel.",
+    )
+    invite.add_argument("--data-dir", dest="data_dir", type=Path, default=defaults.data_dir, help="the peer's data dir")
+    invite.add_argument(
+        "--address", default=None, help="HOST:PORT others should dial (default: --advertise, else --host:--port)"
+    )
     return parser
 
 
@@ -49,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"meshpad: bad environment variable: {exc}", file=sys.stderr)
         return 2
     args = _parser(defaults).parse_args(argv)
+    if args.command == "invite":
+        return _invite(defaults, args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -60,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         join=tuple(args.join) if args.join else defaults.join,
         advertise=args.advertise,
+        network_key=args.network_key,
     )
     from server.app import create_app
 
@@ -73,9 +86,22 @@ def main(argv: list[str] | None = None) -> int:
             print=lambda _: print(ready, flush=True),
             access_log=None,
         )
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         print(f"meshpad: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _invite(defaults: Settings, args: argparse.Namespace) -> int:
+    from server import identity
+
+    try:
+        key = identity.network_key_text(args.data_dir, defaults.network_key)
+    except (StoreError, ValueError) as exc:
+        print(f"meshpad: {exc}", file=sys.stderr)
+        return 1
+    address = args.address or defaults.listen_address()
+    print(identity.make_invite(address, key))
     return 0
 
 

@@ -1,6 +1,13 @@
 """Peer links: ``WS /peer`` for inbound links, a dialer for outbound ones, and
 the one timer that drives the replication node.
 
+Every link starts with the Noise handshake of ``crdt.secure`` (within
+HANDSHAKE_TIMEOUT); only then does the node hear of it, with the peer id the
+handshake authenticated, and from then on every frame is encrypted. A remote
+address whose links keep failing (handshake or protocol errors) is banned for
+a growing while (``crdt.limits.BanList``), and no address may hold more than
+CONNECTIONS_PER_ADDRESS links at once.
+
 Each link has a bounded outbox drained by its writer task. Overflow policy:
 a link whose outbox passes OUTBOX_BYTES is closed with a reason; the node
 redials and anti-entropy repairs whatever the dropped frames carried. Frames
@@ -22,25 +29,38 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from crdt import node as core
 from crdt import peerwire
 from crdt.errors import RemoteProtocolError
+from crdt.limits import CONNECTIONS_PER_ADDRESS, BanList
+from crdt.secure import CHUNK, TAG, Identity, SecureChannel
 from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+# A largest peer message, encrypted: one 17-byte overhead per 65,535-byte chunk.
+MAX_WIRE_FRAME = peerwire.MAX_FRAME_BYTES + (peerwire.MAX_FRAME_BYTES // CHUNK + 1) * (TAG + 1)
 OUTBOX_BYTES = 32 * 1024 * 1024  # queued for one peer before the link is dropped
 DIAL_TIMEOUT = 5.0  # seconds to open a link, TCP and WebSocket handshake included
+HANDSHAKE_TIMEOUT = 5.0  # seconds for the Noise handshake once the WebSocket is open
 
 
 @dataclass(eq=False)
 class PeerLink:
     id: int
     address: str
+    channel: SecureChannel
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     outbox: deque[bytes] = field(default_factory=deque)
     queued: int = 0
     close_reason: str | None = None
 
-    def send(self, data: bytes) -> None:
+    def send(self, message: bytes) -> None:
+        """Queue one peer-protocol message (encrypted now, so that nonces
+        follow the order of the queue)."""
+        if self.close_reason is not None:
+            return
+        self.send_raw(self.channel.encrypt(message))
+
+    def send_raw(self, data: bytes) -> None:
         if self.close_reason is not None:
             return
         if self.queued + len(data) > OUTBOX_BYTES:
@@ -57,8 +77,11 @@ class PeerLink:
 
 
 class Peering:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, identity: Identity) -> None:
         self.runtime = runtime
+        self.identity = identity
+        self.bans = BanList()
+        self._per_address: dict[str, int] = {}
         self.links: dict[int, PeerLink] = {}
         self._next_link = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -135,53 +158,98 @@ class Peering:
         assert self._client is not None
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                ws = await self._client.ws_connect(
-                    f"http://{address}/peer", max_msg_size=peerwire.MAX_FRAME_BYTES, compress=0
-                )
+                ws = await self._client.ws_connect(f"http://{address}/peer", max_msg_size=MAX_WIRE_FRAME, compress=0)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             log.debug("dial %s failed: %s", address, exc)
             self.perform(self.runtime.gossip.dial_failed(address, self.runtime.now()))
             return
-        await self.serve(ws, outbound=True, address=address)
+        await self.serve(ws, outbound=True, address=address, host=address.rpartition(":")[0])
 
-    async def serve(self, ws: AnyWebSocket, outbound: bool, address: str) -> None:
+    def admit(self, host: str) -> str | None:
+        """Why a new link from *host* is refused, or None to admit it."""
+        if self.bans.is_banned(host, self.runtime.now()):
+            self.bans.refused += 1
+            return "banned for repeated invalid data"
+        if self._per_address.get(host, 0) >= CONNECTIONS_PER_ADDRESS:
+            return f"more than {CONNECTIONS_PER_ADDRESS} links from one address"
+        return None
+
+    async def serve(self, ws: AnyWebSocket, outbound: bool, address: str, host: str) -> None:
         self._next_link += 1
-        link = PeerLink(self._next_link, address)
+        link = PeerLink(self._next_link, address, SecureChannel(self.identity, initiator=outbound))
         self.links[link.id] = link
+        self._per_address[host] = self._per_address.get(host, 0) + 1
         node = self.runtime.gossip
+        opened = False
         try:
-            self.perform(node.link_opened(link.id, outbound, address, self.runtime.now()))
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._write(ws, link))
-                await self._read(ws, link)
-                link.close("closed")
+                for frame in link.channel.start():
+                    link.send_raw(frame)
+                opened = await self._handshake(ws, link, outbound, host)
+                if opened:
+                    self.bans.forgive(host)
+                    self.perform(
+                        node.link_opened(link.id, outbound, address, self.runtime.now(), link.channel.remote_id)
+                    )
+                    await self._read(ws, link, host)
+                link.close(link.close_reason or "closed")
         finally:
             del self.links[link.id]
-            self.runtime.link_closed(link.id)
-            if not self._stopping:
-                self.perform(node.link_closed(link.id, self.runtime.now()))
+            self._per_address[host] -= 1
+            if not self._per_address[host]:
+                del self._per_address[host]
+            if opened:
+                self.runtime.link_closed(link.id)
+                if not self._stopping:
+                    self.perform(node.link_closed(link.id, self.runtime.now()))
+            elif outbound and not self._stopping:
+                self.perform(node.dial_failed(address, self.runtime.now()))
 
-    async def _read(self, ws: AnyWebSocket, link: PeerLink) -> None:
+    async def _handshake(self, ws: AnyWebSocket, link: PeerLink, outbound: bool, host: str) -> bool:
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                async for msg in ws:
+                    if msg.type != WSMsgType.BINARY:
+                        raise RemoteProtocolError("binary frames only")
+                    replies, _ = link.channel.receive(msg.data)
+                    for frame in replies:
+                        link.send_raw(frame)
+                    if link.channel.established:
+                        return True
+                return False
+        except (RemoteProtocolError, TimeoutError) as exc:
+            reason = str(exc) or "handshake timed out"
+            self._refuse(link, host, f"handshake refused: {reason}")
+            return False
+
+    def _refuse(self, link: PeerLink, host: str, reason: str) -> None:
+        self.refused += 1
+        until = self.bans.strike(host, self.runtime.now())
+        log.warning(
+            "refused link %s %s (%s)%s",
+            "to" if link.channel.initiator else "from",
+            link.address,
+            reason,
+            f"; {host} banned for {until - self.runtime.now():.0f}s" if until else "",
+        )
+        link.close(f"protocol error: {reason}")
+
+    async def _read(self, ws: AnyWebSocket, link: PeerLink, host: str) -> None:
         node = self.runtime.gossip
         async for msg in ws:
             if link.close_reason is not None:
                 return
-            if msg.type == WSMsgType.BINARY:
-                try:
-                    effects = node.receive(link.id, msg.data, self.runtime.now())
-                except RemoteProtocolError as exc:
-                    self.refused += 1
-                    log.warning("closing link to %s: protocol error: %s", link.address, exc)
-                    link.close(f"protocol error: {exc}")
-                    return
-                self.perform(effects)
-            elif msg.type == WSMsgType.TEXT:
-                self.refused += 1
-                log.warning("closing link to %s: text frame", link.address)
-                link.close("protocol error: binary frames only")
+            try:
+                if msg.type != WSMsgType.BINARY:
+                    raise RemoteProtocolError("binary frames only")
+                _, message = link.channel.receive(msg.data)
+                assert message is not None
+                effects = node.receive(link.id, message, self.runtime.now())
+            except RemoteProtocolError as exc:
+                self._refuse(link, host, str(exc))
                 return
-            else:
-                return
+            self.perform(effects)
 
     async def _write(self, ws: AnyWebSocket, link: PeerLink) -> None:
         try:
@@ -208,7 +276,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     from server.keys import PEERING
 
     peering = request.app[PEERING]
-    ws = web.WebSocketResponse(max_msg_size=peerwire.MAX_FRAME_BYTES, compress=False)
+    host = request.remote or ""
+    refusal = peering.admit(host)
+    if refusal is not None:
+        log.warning("refused link from %s: %s", host, refusal)
+        raise web.HTTPTooManyRequests(text=refusal)
+    ws = web.WebSocketResponse(max_msg_size=MAX_WIRE_FRAME, compress=False)
     await ws.prepare(request)
-    await peering.serve(ws, outbound=False, address=request.remote or "")
+    await peering.serve(ws, outbound=False, address=host, host=host)
     return ws

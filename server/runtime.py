@@ -203,6 +203,8 @@ class Runtime:
         return info
 
     def _changed(self, name: str, update: bytes) -> None:
+        if name not in self.catalog:
+            self._register(name)
         now = self._clock()
         self.store.write(Write(name, update, at=now))
         info = self.catalog[name]

@@ -28,7 +28,19 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the SQLite store (default $XDG_DATA_HOME/meshpad)"
     ),
-    Option("join", "--join", "MESHPAD_JOIN", "HOST:PORT of a peer to join; repeat for several (env: comma-separated)"),
+    Option(
+        "join",
+        "--join",
+        "MESHPAD_JOIN",
+        "an invite (meshpad://HOST:PORT#KEY) or the HOST:PORT of a peer of this network; repeat for several "
+        "(env: comma-separated)",
+    ),
+    Option(
+        "network_key",
+        "--network-key",
+        "MESHPAD_NETWORK_KEY",
+        "the network's shared key (default: the one in the data dir, created on first start)",
+    ),
     Option(
         "advertise",
         "--advertise",
@@ -46,6 +58,7 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     join: tuple[str, ...] = ()
     advertise: str | None = None
+    network_key: str | None = None
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""
@@ -64,4 +77,5 @@ class Settings:
             data_dir=Path(env["MESHPAD_DATA_DIR"]) if env.get("MESHPAD_DATA_DIR") else base.data_dir,
             join=tuple(a.strip() for a in env.get("MESHPAD_JOIN", "").split(",") if a.strip()),
             advertise=env.get("MESHPAD_ADVERTISE") or None,
+            network_key=env.get("MESHPAD_NETWORK_KEY") or None,
         )

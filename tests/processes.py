@@ -12,6 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+# Peers started by the tests share this network key unless a test says otherwise.
+TEST_NETWORK_KEY = "meshpad-test-network-key"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -27,7 +30,9 @@ class Peer:
         command: list[str] | None = None,
         args: list[str] | None = None,
         host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = dict(env or {})
         self.data_dir = data_dir
         self.args = list(args or [])
         self.host = host
@@ -44,6 +49,8 @@ class Peer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.setdefault("MESHPAD_NETWORK_KEY", TEST_NETWORK_KEY)
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [
                 *self.command,

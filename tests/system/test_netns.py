@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import TEST_NETWORK_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 HERE = Path(__file__).resolve().parent.parent
@@ -52,7 +53,8 @@ class Host:
         cmd += ["--host", self.ip, "--port", "7400", "--data-dir", str(self.data)]
         for address in join:
             cmd += ["--join", address]
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
+        env = dict(os.environ, MESHPAD_NETWORK_KEY=TEST_NETWORK_KEY)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent, env=env)
         log.close()
         wait(lambda: self.client("peers", check=False).returncode == 0, f"host {self.index} ready")
 

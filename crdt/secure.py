@@ -1,0 +1,181 @@
+"""The authenticated, encrypted channel under every peer link, sans-IO.
+
+Noise ``XXpsk0_25519_ChaChaPoly_BLAKE2s`` (the ``noiseprotocol`` library on
+``cryptography``): both sides prove a static X25519 key, and the network key
+is mixed in as a pre-shared key *before the first message*, so a party
+without it cannot complete, or read anything from, a handshake; a peer's id
+is the BLAKE2b-128 hash of its static public key, so it cannot be claimed by
+another key. After the three handshake messages every frame is encrypted and
+authenticated with a per-direction counter nonce: a frame that is altered,
+dropped, reordered or replayed fails to decrypt, and the link is closed.
+
+Frames on the wire:
+
+* first frame (initiator): ``"MSHP"``, varuint version, Noise message 1;
+* second (responder), third (initiator): Noise messages 2 and 3;
+* then transport frames: one or more Noise messages of at most 65,535 bytes
+  (Noise's limit), each the encryption of a 1-byte flag (1 on the last chunk)
+  followed by up to 65,518 bytes of the peer-protocol message, so a
+  truncated frame is detected, not delivered shorter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from noise.connection import Keypair, NoiseConnection  # type: ignore[import-untyped]
+
+from crdt.errors import LocalProtocolError, RemoteProtocolError
+from crdt.lib0 import Reader, encode_varuint
+
+PROTOCOL = b"Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s"
+MAGIC = b"MSHP"
+VERSION = 1
+PROLOGUE = MAGIC + bytes([VERSION])
+NOISE_MAX = 65535
+TAG = 16
+CHUNK = NOISE_MAX - TAG - 1  # plaintext bytes per Noise message
+KEY_BYTES = 32
+
+
+def peer_id_of(public_key: bytes) -> bytes:
+    """A peer's id: BLAKE2b-128 of its static public key."""
+    return hashlib.blake2b(public_key, digest_size=16, person=b"meshpad-peer-id").digest()
+
+
+def network_key_from_text(text: str) -> bytes:
+    """The 32-byte pre-shared key for a network key as people type it."""
+    cleaned = text.strip()
+    if len(cleaned) < 16:
+        raise ValueError("a network key has at least 16 characters")
+    return hashlib.blake2b(cleaned.encode(), digest_size=KEY_BYTES, person=b"meshpad-network").digest()
+
+
+def public_key_of(private_key: bytes) -> bytes:
+    key = X25519PrivateKey.from_private_bytes(private_key)
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def new_private_key() -> bytes:
+    return X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    private_key: bytes
+    network_key: bytes
+
+    @property
+    def public_key(self) -> bytes:
+        return public_key_of(self.private_key)
+
+    @property
+    def peer_id(self) -> bytes:
+        return peer_id_of(self.public_key)
+
+
+class SecureChannel:
+    """One side of one link. Feed it every frame with :meth:`receive`; send
+    what it returns. :attr:`remote_id` is set once :attr:`established`."""
+
+    def __init__(self, identity: Identity, initiator: bool) -> None:
+        self.initiator = initiator
+        self.established = False
+        self.remote_id: bytes | None = None
+        self._noise = NoiseConnection.from_name(PROTOCOL)
+        self._noise.set_psks(identity.network_key)
+        self._noise.set_prologue(PROLOGUE)
+        self._noise.set_keypair_from_private_bytes(Keypair.STATIC, identity.private_key)
+        if initiator:
+            self._noise.set_as_initiator()
+        else:
+            self._noise.set_as_responder()
+        self._noise.start_handshake()
+        self._step = 0  # handshake messages seen or sent
+
+    def start(self) -> list[bytes]:
+        """The initiator's first frame (nothing for the responder)."""
+        if not self.initiator:
+            return []
+        self._step = 1
+        return [PROLOGUE[:4] + encode_varuint(VERSION) + bytes(self._noise.write_message(b""))]
+
+    def receive(self, frame: bytes) -> tuple[list[bytes], bytes | None]:
+        """Returns (frames to send, decrypted peer-protocol message or None).
+        Raises RemoteProtocolError for anything that does not authenticate."""
+        if self.established:
+            return [], self.decrypt(frame)
+        try:
+            return self._handshake(frame), None
+        except RemoteProtocolError:
+            raise
+        except Exception as exc:  # noiseprotocol raises its own and cryptography's errors
+            raise RemoteProtocolError(f"handshake failed: {type(exc).__name__} (wrong network key?)") from exc
+
+    def _handshake(self, frame: bytes) -> list[bytes]:
+        noise = self._noise
+        if not self.initiator and self._step == 0:
+            r = Reader(frame)
+            if r.read_bytes(len(MAGIC)) != MAGIC:
+                raise RemoteProtocolError("not a Meshpad peer")
+            version = r.read_varuint()
+            if version != VERSION:
+                raise RemoteProtocolError(f"unsupported protocol version {version} (this peer speaks {VERSION})")
+            noise.read_message(frame[r.pos :])
+            self._step = 2
+            return [bytes(noise.write_message(b""))]
+        if self.initiator and self._step == 1:
+            state = noise.noise_protocol.handshake_state
+            noise.read_message(frame)
+            remote = state.rs.public_bytes
+            out = bytes(noise.write_message(b""))
+            self._established(remote)
+            return [out]
+        if not self.initiator and self._step == 2:
+            state = noise.noise_protocol.handshake_state
+            noise.read_message(frame)
+            self._established(state.rs.public_bytes)
+            return []
+        raise RemoteProtocolError("unexpected handshake message")
+
+    def _established(self, remote_public: bytes) -> None:
+        if not self._noise.handshake_finished:
+            raise RemoteProtocolError("handshake did not finish")
+        self.remote_id = peer_id_of(bytes(remote_public))
+        self.established = True
+
+    def encrypt(self, message: bytes) -> bytes:
+        if not self.established:
+            raise LocalProtocolError("channel not established")
+        out = bytearray()
+        for start in range(0, max(len(message), 1), CHUNK):
+            last = start + CHUNK >= len(message)
+            out += self._noise.encrypt(bytes([1 if last else 0]) + message[start : start + CHUNK])
+        return bytes(out)
+
+    def decrypt(self, frame: bytes) -> bytes:
+        out = bytearray()
+        pos = 0
+        while True:
+            chunk = frame[pos : pos + NOISE_MAX]
+            if len(chunk) <= TAG:
+                raise RemoteProtocolError("truncated frame")
+            pos += len(chunk)
+            try:
+                plain = bytes(self._noise.decrypt(chunk))
+            except Exception as exc:
+                raise RemoteProtocolError("frame does not authenticate (altered, replayed or out of order)") from exc
+            if not plain or plain[0] > 1:
+                raise RemoteProtocolError("bad chunk flag")
+            out += plain[1:]
+            if plain[0] == 1:
+                if pos != len(frame):
+                    raise RemoteProtocolError("bytes after the last chunk")
+                return bytes(out)
+            if pos >= len(frame):
+                raise RemoteProtocolError("frame ends before its last chunk")
