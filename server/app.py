@@ -14,10 +14,10 @@ from aiohttp.typedefs import Handler
 from crdt.errors import StoreError
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, identity, pages
+from server import browser_ws, identity, pages, security
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
-from server.keys import BROWSER_SOCKETS, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
+from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
 from server.peering import Peering
 from server.runtime import Runtime
 from server.settings import Settings
@@ -45,7 +45,11 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
 def create_app(settings: Settings, *, store: Store | None = None, config: Config | None = None) -> web.Application:
     """Build the peer's application. The store opens when the app starts
     (``SQLiteStore`` in ``settings.data_dir`` unless one is given)."""
-    app = web.Application(client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024, middlewares=[store_errors])
+    token = security.load_token(settings.data_dir)
+    app = web.Application(
+        client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024, middlewares=[security.guard(token), store_errors]
+    )
+    app[BROWSER_TOKEN] = token
     root = asset_root()
     static = StaticFiles(root / "static")
     env = jinja2.Environment(

@@ -74,11 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         advertise=args.advertise,
         network_key=args.network_key,
     )
+    from server import security
     from server.app import create_app
+    from server.keys import BROWSER_TOKEN
 
     try:
         app = create_app(settings)
         ready = f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})"
+        if not security.is_loopback(settings.host) and settings.host not in ("localhost",):
+            token = app[BROWSER_TOKEN]
+            ready += (
+                f"\nOther machines can reach this peer. In a browser elsewhere, open"
+                f" http://{_url_host(settings.host, public=True)}:{settings.port}/?token={token}"
+            )
         web.run_app(
             app,
             host=settings.host,
@@ -105,9 +113,9 @@ def _invite(defaults: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
+def _url_host(host: str, public: bool = False) -> str:
+    if host in ("0.0.0.0", "", "::"):
+        return "THIS-MACHINE" if public else "127.0.0.1"
     return f"[{host}]" if ":" in host else host
 
 

@@ -13,8 +13,10 @@ from aiohttp import web
 from crdt.errors import InvalidName
 from crdt.names import NAME_RULE, validate_name
 from crdt.store import DocumentInfo
+from server.assets import VENDOR_BUNDLE
 from server.keys import RUNTIME, STATIC, TEMPLATES
 from server.runtime import DocumentExists, Runtime
+from server.security import script_hash
 
 # Largest text file accepted by import (and by POST /api/docs with "text").
 MAX_IMPORT_BYTES = 8 * 1024 * 1024
@@ -104,7 +106,9 @@ async def editor(request: web.Request) -> web.Response:
     if not runtime.exists(name):
         return _render(request, "missing.html", status=404, name=name)
     static = request.app[STATIC]
-    return _render(request, "editor.html", name=name, vendor_url=static.url("vendor/meshpad-vendor-1.0.0.js"))
+    importmap = json.dumps({"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE)}})
+    request["csp_hashes"] = [script_hash(importmap)]
+    return _render(request, "editor.html", name=name, importmap=importmap)
 
 
 async def create_from_form(request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ def server_text(peer, name: str) -> str:
 
 
 async def open_editor(browser, peer, name: str, errors: list[str], user: str | None = None):
-    context = await browser.new_context()
+    context = await browser.new_context(bypass_csp=True)
     page = await context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
     if user:
@@ -128,7 +128,7 @@ async def test_peer_restart_keeps_text_and_offline_typing(browser, peer, page_er
 async def test_stock_websocket_provider_can_edit(browser, peer, page_errors):
     """A page with no Meshpad code: only the vendored Yjs + y-websocket."""
     create(peer, "stock", "seed")
-    context = await browser.new_context()
+    context = await browser.new_context(bypass_csp=True)
     page = await context.new_page()
     page.on("pageerror", lambda e: page_errors.append(str(e)))
     # Any same-origin page will do; the bundle is loaded by its hashed URL.
@@ -150,3 +150,28 @@ async def test_stock_websocket_provider_can_edit(browser, peer, page_errors):
     while server_text(peer, "stock") != "seed and stock":
         assert time.monotonic() < deadline, server_text(peer, "stock")
         await asyncio.sleep(0.05)
+
+
+async def test_editor_runs_under_its_content_security_policy(browser, peer, page_errors):
+    """No CSP bypass here: the page's own code must run within its policy."""
+    create(peer, "csp")
+    context = await browser.new_context()
+    page = await context.new_page()
+    violations: list[str] = []
+
+    def on_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    response = await page.goto(f"{peer.url}/doc/csp")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    deadline = time.monotonic() + 10
+    while not await page.evaluate("() => !!(window.meshpad && window.meshpad.provider.synced)"):
+        assert time.monotonic() < deadline, "editor did not start under its CSP"
+        await asyncio.sleep(0.05)
+    await page.click(".cm-content")
+    await page.keyboard.type("within policy")
+    assert await page.evaluate("() => window.meshpad.text.toString()") == "within policy"
+    assert not violations, violations

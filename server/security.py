@@ -1,0 +1,133 @@
+"""The browser side's guard: the editor, the API and the browser WebSocket are
+private to the person at the machine.
+
+* Requests from a non-loopback address need the browser token: given once as
+  ``?token=…`` (the URL printed at start), then kept in an HttpOnly,
+  SameSite=Strict cookie; scripts may send ``Authorization: Bearer …``.
+* From loopback, the ``Host`` must be a loopback name, so a web page whose
+  domain was re-pointed at 127.0.0.1 (DNS rebinding) is refused.
+* A request that changes state, and every WebSocket upgrade, is refused when
+  it comes from another origin (``Origin``): a page on another site can
+  neither post forms here nor open /ws/{name} (CSRF, CSWSH). Pages of other
+  peers on this machine (loopback origins, over loopback) are let in.
+* Pages carry a restrictive Content-Security-Policy.
+
+``/peer`` is exempt: the Noise handshake guards it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from server.identity import write_atomically
+
+TOKEN_FILE = "browser-token"
+COOKIE = "meshpad_token"
+_LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CSP = (
+    "default-src 'self'; script-src 'self'{extra}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def load_token(data_dir: Path) -> str:
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if len(token) >= 32:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, token.encode() + b"\n", 0o600)
+    return token
+
+
+def is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_is_loopback_name(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # browsers always send Origin on cross-origin posts and WebSockets
+    if origin == f"{request.scheme}://{request.host}":
+        return True
+    # Another of this machine's peers (a page that attaches one document to
+    # two local peers): loopback origin, loopback request.
+    scheme, _, rest = origin.partition("://")
+    return scheme in ("http", "https") and is_loopback(request.remote) and _host_is_loopback_name(rest)
+
+
+def guard(token: str) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/peer":
+            return await handler(request)
+        if is_loopback(request.remote):
+            if not _host_is_loopback_name(request.host):
+                raise web.HTTPForbidden(text="this address is for this machine only (Host is not a loopback name)")
+        else:
+            offered = (
+                request.query.get("token")
+                or request.cookies.get(COOKIE)
+                or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            )
+            if not offered or not hmac.compare_digest(offered.encode(), token.encode()):
+                raise web.HTTPForbidden(text="a token is needed: open the URL that `meshpad serve` printed")
+            if "token" in request.query and request.method == "GET":
+                query = {k: v for k, v in request.query.items() if k != "token"}
+                redirect = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
+                redirect.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=400 * 24 * 3600)
+                raise redirect
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if (request.method in UNSAFE_METHODS or upgrade) and not _same_origin(request):
+            raise web.HTTPForbidden(text="cross-origin request refused")
+        response = await handler(request)
+        _secure_headers(request, response)
+        return response
+
+    return middleware
+
+
+def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if response.prepared:
+        return  # a WebSocket has sent its headers already
+    extra = "".join(f" '{h}'" for h in request.get("csp_hashes", ()))
+    response.headers.setdefault("Content-Security-Policy", CSP.format(extra=extra))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+
+
+def script_hash(text: str) -> str:
+    """The CSP source that allows one inline script (the editor's import map)."""
+    import base64
+    import hashlib
+
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
