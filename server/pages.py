@@ -14,7 +14,7 @@ from crdt.errors import InvalidName
 from crdt.names import NAME_RULE, validate_name
 from crdt.store import DocumentInfo
 from server.assets import VENDOR_BUNDLE
-from server.keys import RUNTIME, STATIC, TEMPLATES
+from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
 from server.runtime import DocumentExists, Runtime
 from server.security import script_hash
 
@@ -182,6 +182,8 @@ async def healthz(request: web.Request) -> web.Response:
         "connections": len(runtime.connections),
         "store_backlog": store.backlog(),
         "frames_refused": runtime.frames_refused,
+        "peer_links_refused": request.app[PEERING].refused,
+        "peer_links_banned": request.app[PEERING].bans.refused,
     }
     return web.json_response(body, status=200 if store.failed is None else 503)
 
@@ -278,8 +280,6 @@ async def api_connect(request: web.Request) -> web.Response:
 
 
 def _join(request: web.Request, address: str) -> None:
-    from server.keys import PEERING  # the peering layer performs the dial
-
     runtime = request.app[RUNTIME]
     request.app[PEERING].perform(runtime.gossip.join(address, runtime.now()))
 

@@ -23,8 +23,8 @@ PREFIX = f"mp{os.getpid() % 10000}"
 SUBNET = "10.77.0"
 
 
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+def sh(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed: {proc.stderr}")
     return proc
@@ -44,7 +44,15 @@ class Host:
         return f"http://{self.ip}:7400"
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh("ip", "netns", "exec", self.ns, *args, check=check)
+        return sh("ip", "netns", "exec", self.ns, *args, check=check, env=self.env())
+
+    def env(self) -> dict[str, str]:
+        """The browser token: the API refuses non-loopback callers without it."""
+        try:
+            token = (self.data / "browser-token").read_text().strip()
+        except FileNotFoundError:
+            token = ""
+        return dict(os.environ, MESHPAD_TOKEN=token)
 
     def start(self, *join: str) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -131,13 +139,7 @@ def test_cut_link_edits_on_both_sides_converge(hosts):
     h2.start(f"{h1.ip}:7400")
     h3.start(f"{h1.ip}:7400")
     base = " ".join(f"w{i:02d}" for i in range(20))
-    h1.run(
-        sys.executable, "-c",
-        "import json,sys,urllib.request as u;"
-        "u.urlopen(u.Request(sys.argv[1]+'/api/docs',data=json.dumps({'name':'shared','text':sys.argv[2]}).encode(),"
-        "headers={'Content-Type':'application/json'}))",
-        h1.url, base,
-    )  # fmt: skip
+    h1.client("create", "shared", base)
     assert converged(hosts, "shared") == base
 
     h3.run("ip", "link", "set", h3.veth, "down")
@@ -152,3 +154,54 @@ def test_cut_link_edits_on_both_sides_converge(hosts):
         assert token in merged
     for token in ("w03", "w11", "w07", "w15"):
         assert token not in merged
+
+
+STATUS = """
+import sys, urllib.request, urllib.error
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+opener = urllib.request.build_opener(NoRedirect)
+req = urllib.request.Request(sys.argv[1], headers=dict(h.split(": ", 1) for h in sys.argv[2:]))
+try:
+    resp = opener.open(req, timeout=5)
+    print(resp.status, resp.headers.get("Set-Cookie", ""))
+except urllib.error.HTTPError as err:
+    print(err.code, err.headers.get("Set-Cookie", ""))
+"""
+
+
+def status(host: Host, url: str, *headers: str) -> tuple[int, str]:
+    out = host.run(sys.executable, "-c", STATUS, url, *headers).stdout.split(" ", 1)
+    return int(out[0]), out[1].strip() if len(out) > 1 else ""
+
+
+def test_other_machines_need_the_browser_token(hosts):
+    h1, h2, _ = hosts
+    h1.start()
+    # h1 serves on every interface of its host, as a peer others reach would.
+    h1.stop()
+    env = dict(os.environ, MESHPAD_NETWORK_KEY=TEST_NETWORK_KEY)
+    cmd = ["ip", "netns", "exec", h1.ns, sys.executable, "-m", "server", "serve", "--host", "0.0.0.0"]
+    cmd += ["--port", "7400", "--data-dir", str(h1.data), "--advertise", f"{h1.ip}:7400"]
+    log = open(h1.data.parent / "host1-public.log", "ab")  # noqa: SIM115 - the child keeps it
+    h1.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent, env=env)
+    log.close()
+    wait(lambda: h1.client("peers", check=False).returncode == 0, "h1 ready on 0.0.0.0")
+    token = (h1.data / "browser-token").read_text().strip()
+    url = h1.url
+    # From another machine: refused without the token, on every browser route.
+    for path in ("/", "/api/docs", "/doc/x", "/peers", "/healthz"):
+        assert status(h2, url + path)[0] == 403, path
+    assert status(h2, url + "/?token=wrong")[0] == 403
+    # The printed URL sets the cookie, which then opens everything.
+    code, cookie = status(h2, f"{url}/?token={token}")
+    assert code == 303 and "meshpad_token=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert status(h2, url + "/api/docs", f"Cookie: meshpad_token={token}")[0] == 200
+    assert status(h2, url + "/api/docs", f"Authorization: Bearer {token}")[0] == 200
+    # From the machine itself no token is needed.
+    assert status(h1, "http://127.0.0.1:7400/api/docs")[0] == 200
+    # The peer endpoint stays open to peers: h2's peer joins and replicates.
+    h2.start(f"{h1.ip}:7400")
+    h1.client("create", "pub", "ok")
+    wait(lambda: h2.text("pub") == "ok", "h2 receives h1's document")
