@@ -72,7 +72,6 @@ def test_responder_with_wrong_key_is_refused_by_the_initiator():
 
 
 def test_no_key_no_noise_is_refused():
-    _, b = pair()
     for junk in (
         b"",
         b"MSHP",
