@@ -184,6 +184,8 @@ async def healthz(request: web.Request) -> web.Response:
         "frames_refused": runtime.frames_refused,
         "peer_links_refused": request.app[PEERING].refused,
         "peer_links_banned": request.app[PEERING].bans.refused,
+        "peer_wire_bytes_in": request.app[PEERING].wire_in,
+        "peer_wire_bytes_out": request.app[PEERING].wire_out,
     }
     return web.json_response(body, status=200 if store.failed is None else 503)
 

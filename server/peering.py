@@ -43,6 +43,11 @@ DIAL_TIMEOUT = 5.0  # seconds to open a link, TCP and WebSocket handshake includ
 HANDSHAKE_TIMEOUT = 5.0  # seconds for the Noise handshake once the WebSocket is open
 
 
+def _ws_header(size: int, masked: bool) -> int:
+    """RFC 6455 frame header length for a payload of *size* bytes."""
+    return 2 + (2 if 125 < size <= 0xFFFF else 8 if size > 0xFFFF else 0) + (4 if masked else 0)
+
+
 @dataclass(eq=False)
 class PeerLink:
     id: int
@@ -52,6 +57,8 @@ class PeerLink:
     outbox: deque[bytes] = field(default_factory=deque)
     queued: int = 0
     close_reason: str | None = None
+    masked: bool = False  # client-to-server frames carry a 4-byte mask
+    wire_out: int = 0  # bytes on the wire, WebSocket framing included
 
     def send(self, message: bytes) -> None:
         """Queue one peer-protocol message (encrypted now, so that nonces
@@ -63,6 +70,7 @@ class PeerLink:
     def send_raw(self, data: bytes) -> None:
         if self.close_reason is not None:
             return
+        self.wire_out += len(data) + _ws_header(len(data), masked=self.masked)
         if self.queued + len(data) > OUTBOX_BYTES:
             self.close("outbox full: peer too slow")
             return
@@ -89,6 +97,8 @@ class Peering:
         self._client: aiohttp.ClientSession | None = None
         self._stopping = False
         self.refused = 0
+        self.wire_in = 0  # bytes received on peer links, WebSocket framing included
+        self._wire_out_closed = 0  # bytes sent on links that have closed
         runtime.network = self.perform
 
     # -- life cycle --------------------------------------------------------
@@ -165,6 +175,11 @@ class Peering:
             return
         await self.serve(ws, outbound=True, address=address, host=address.rpartition(":")[0])
 
+    @property
+    def wire_out(self) -> int:
+        """Bytes sent on peer links, WebSocket framing included."""
+        return self._wire_out_closed + sum(link.wire_out for link in self.links.values())
+
     def admit(self, host: str) -> str | None:
         """Why a new link from *host* is refused, or None to admit it."""
         if self.bans.is_banned(host, self.runtime.now()):
@@ -176,7 +191,7 @@ class Peering:
 
     async def serve(self, ws: AnyWebSocket, outbound: bool, address: str, host: str) -> None:
         self._next_link += 1
-        link = PeerLink(self._next_link, address, SecureChannel(self.identity, initiator=outbound))
+        link = PeerLink(self._next_link, address, SecureChannel(self.identity, initiator=outbound), masked=outbound)
         self.links[link.id] = link
         self._per_address[host] = self._per_address.get(host, 0) + 1
         node = self.runtime.gossip
@@ -196,6 +211,7 @@ class Peering:
                 link.close(link.close_reason or "closed")
         finally:
             del self.links[link.id]
+            self._wire_out_closed += link.wire_out
             self._per_address[host] -= 1
             if not self._per_address[host]:
                 del self._per_address[host]
@@ -212,6 +228,7 @@ class Peering:
                 async for msg in ws:
                     if msg.type != WSMsgType.BINARY:
                         raise RemoteProtocolError("binary frames only")
+                    self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not outbound)
                     replies, _ = link.channel.receive(msg.data)
                     for frame in replies:
                         link.send_raw(frame)
@@ -243,6 +260,7 @@ class Peering:
             try:
                 if msg.type != WSMsgType.BINARY:
                     raise RemoteProtocolError("binary frames only")
+                self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not link.masked)
                 _, message = link.channel.receive(msg.data)
                 assert message is not None
                 effects = node.receive(link.id, message, self.runtime.now())
