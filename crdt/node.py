@@ -243,8 +243,9 @@ class Node:
         authenticated that peer: its HELLO must then carry the same id)."""
         link = Link(link_id, outbound, address, now, now, next_ping=now + self.config.ping_interval)
         link.remote_id = remote_id
+        link.nonce = self.rng.getrandbits(52)  # fits the 8-byte varints the codec reads
         self.links[link_id] = link
-        hello = pw.Hello(pw.VERSION, self.peer_id, self.listen)
+        hello = pw.Hello(pw.VERSION, self.peer_id, self.listen, link.nonce)
         return [self._send(link, pw.encode(hello))]
 
     def link_closed(self, link_id: LinkId, now: float) -> list[Effect]:
@@ -257,7 +258,8 @@ class Node:
             entry = self.known.by_address.get(link.address)
             if entry is not None:
                 entry.dialing = False
-                entry.next_dial = now + self.config.backoff.delay(0, self.rng)
+                # Keep a longer wait set by a BYE; else come back soon.
+                entry.next_dial = max(entry.next_dial, now + self.config.backoff.delay(entry.failures, self.rng))
         origin = peer_origin(link_id)
         for name in list(self._stuck):
             doc = self.documents[name]
@@ -365,9 +367,16 @@ class Node:
         try:
             changes = doc.receive(update, origin)
         except BufferFull:
+            if created:
+                del self.documents[name]
+                return []
             # (1) Too much waiting: drop what this link buffered, ask it for a diff.
             doc.drop_pending(origin)
             return [*effects, self._send(link, pw.encode(pw.SyncStep1(name, doc.encode_state_vector(), False)))]
+        except RemoteProtocolError:
+            if created:
+                del self.documents[name]  # refused: leave no half-made document behind
+            raise
         if doc.pending_count():
             self._stuck.setdefault(name, now)
         else:

@@ -43,6 +43,12 @@ DIAL_TIMEOUT = 5.0  # seconds to open a link, TCP and WebSocket handshake includ
 HANDSHAKE_TIMEOUT = 5.0  # seconds for the Noise handshake once the WebSocket is open
 
 
+def _not_binary(msg: aiohttp.WSMessage) -> str:
+    if msg.type == WSMsgType.ERROR:
+        return f"WebSocket error: {msg.data}"  # e.g. a frame above MAX_WIRE_FRAME
+    return "binary frames only"
+
+
 def _ws_header(size: int, masked: bool) -> int:
     """RFC 6455 frame header length for a payload of *size* bytes."""
     return 2 + (2 if 125 < size <= 0xFFFF else 8 if size > 0xFFFF else 0) + (4 if masked else 0)
@@ -227,7 +233,7 @@ class Peering:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                 async for msg in ws:
                     if msg.type != WSMsgType.BINARY:
-                        raise RemoteProtocolError("binary frames only")
+                        raise RemoteProtocolError(_not_binary(msg))
                     self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not outbound)
                     replies, _ = link.channel.receive(msg.data)
                     for frame in replies:
@@ -259,7 +265,7 @@ class Peering:
                 return
             try:
                 if msg.type != WSMsgType.BINARY:
-                    raise RemoteProtocolError("binary frames only")
+                    raise RemoteProtocolError(_not_binary(msg))
                 self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not link.masked)
                 _, message = link.channel.receive(msg.data)
                 assert message is not None
