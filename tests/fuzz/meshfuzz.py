@@ -103,7 +103,7 @@ def _varuint_offsets(module: ModuleType, decode: Callable[[bytes], object], data
 
 
 def peer_offsets(frame: bytes) -> tuple[int, ...]:
-    return varuint_offsets(pw, pw.decode, frame)
+    return _try_offsets(pw, pw.decode, frame)
 
 
 def update_offsets(update: bytes) -> tuple[int, ...]:
@@ -210,7 +210,7 @@ def random_ops(rng: random.Random, max_ops: int = 4, allow_type: bool = True) ->
     """The same operations as :func:`ops`, drawn from a seeded generator."""
     out: list[Op] = []
     for _ in range(rng.randint(1, max_ops)):
-        kind = rng.choice(["flip", "set", "insert", "delete", "truncate", "dup", "append", "type", "lie", "lie"])
+        kind = rng.choice(["flip", "set", "insert", "delete", "truncate", "dup", "append", "type", "lie", "lie", "overlong"])
         i = rng.randrange(1 << 20)
         value = rng.choice(INTERESTING) if rng.random() < 0.6 else rng.randrange(2**64)
         if kind == "flip":
@@ -229,6 +229,8 @@ def random_ops(rng: random.Random, max_ops: int = 4, allow_type: bool = True) ->
             out.append((kind, rng.randbytes(rng.randint(1, 8))))
         elif kind == "type" and allow_type:
             out.append((kind, rng.randrange(16)))
+        elif kind == "overlong":
+            out.append((kind, i))
         else:
             out.append(("lie", i, value))
     return out
@@ -261,7 +263,7 @@ def fresh_document(name: str = DOC_NAME, client_id: int = 4242) -> Document:
     return doc
 
 
-def edits_on(state: bytes, client_id: int, rng: random.Random, count: int) -> list[bytes]:
+def edits_on(state: bytes, client_id: int, rng: random.Random, count: int, insert_only: bool = False) -> list[bytes]:
     """*count* incremental updates of random edits on top of *state*, each
     depending on the one before (a causal chain)."""
     doc: Doc[Any] = Doc(client_id=client_id)
@@ -271,7 +273,7 @@ def edits_on(state: bytes, client_id: int, rng: random.Random, count: int) -> li
     for _ in range(count):
         current = str(text)
         size = len(current.encode())
-        if size and rng.random() < 0.35:
+        if size and not insert_only and rng.random() < 0.35:
             # Delete a range of whole code points (pycrdt positions are UTF-8 bytes).
             start_cp = rng.randrange(len(current))
             end_cp = min(len(current), start_cp + rng.randint(1, 4))
@@ -377,9 +379,14 @@ def pick(data: Any, options: Sequence[Any]) -> Any:
     return data.draw(st.sampled_from(list(options)))
 
 
+_NAME_FIRST = "abcxyzABZ019_-"
 names = st.one_of(
     st.sampled_from([DOC_NAME, "other", "notes.v2", "a", "x" * 128]),
-    st.from_regex(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,20}", fullmatch=True),
+    st.builds(
+        lambda first, rest: first + rest,
+        st.sampled_from(_NAME_FIRST),
+        st.text(alphabet=_NAME_FIRST + ".", max_size=20),
+    ),
 )
 # 56 bits: the widest varuint a Reader accepts (8 bytes of 7 bits).
 uint56 = st.one_of(st.sampled_from([0, 1, 127, 128, 2**32 - 1, 2**53, 2**56 - 1]), st.integers(0, 2**56 - 1))
@@ -480,3 +487,103 @@ def mutate_message(msg: pw.Message, inner_ops: Sequence[Op] | None, outer_ops: S
 
 def describe(frames: Sequence[bytes]) -> str:
     return "[" + ", ".join(f"bytes.fromhex({f.hex()!r})" for f in frames) + "]"
+
+
+# -- seeded generation ---------------------------------------------------------------
+
+
+class ByteRandom(random.Random):
+    """A ``random.Random`` whose every choice is read from a byte string (the
+    FuzzedDataProvider pattern): hypothesis draws the bytes, the generators
+    below turn them into structured inputs, and shrinking the bytes (towards
+    fewer and smaller ones) shrinks the input towards the first, simplest
+    choice of every generator. When the bytes run out every choice is 0."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+        super().__init__(0)
+
+    def _take(self, n: int) -> bytes:
+        chunk = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return chunk.ljust(n, b"\0")
+
+    def getrandbits(self, k: int) -> int:
+        if k == 0:
+            return 0
+        return int.from_bytes(self._take((k + 7) // 8), "little") & ((1 << k) - 1)
+
+    def random(self) -> float:
+        return self.getrandbits(53) / (1 << 53)
+
+    def randbytes(self, n: int) -> bytes:
+        return self._take(n)
+
+
+def gen_name(rng: random.Random) -> str:
+    fixed = [DOC_NAME, DOC_NAME, DOC_NAME, "other", "notes.v2", "a", "x" * 128]
+    if rng.random() < 0.8:
+        return rng.choice(fixed)
+    return rng.choice(_NAME_FIRST) + "".join(rng.choice(_NAME_FIRST + ".") for _ in range(rng.randrange(12)))
+
+
+def gen_uint(rng: random.Random) -> int:
+    return rng.choice(INTERESTING) % 2**56 if rng.random() < 0.5 else rng.randrange(2**56)
+
+
+def gen_address(rng: random.Random) -> str:
+    fixed = ["", "127.0.0.1:7400", "[::1]:7400", "0.0.0.0:1", "example.org:7400", "é😀:1"]
+    return rng.choice(fixed) if rng.random() < 0.8 else rng.randbytes(rng.randrange(40)).decode("latin-1")
+
+
+def gen_update(rng: random.Random) -> bytes:
+    return rng.choice(all_updates()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(40))
+
+
+def gen_message(rng: random.Random, peer_id: bytes | None = None, doc_only: bool = False) -> pw.Message:
+    """A valid peer message (*doc_only*: one of those that touch documents)."""
+    kinds = [pw.Update, pw.SyncStep2, pw.SyncStep1, pw.Awareness, pw.Digest, pw.DocDigests]
+    if not doc_only:
+        kinds += [pw.Hello, pw.Peers, pw.Ping, pw.Pong, pw.Bye]
+    kind = rng.choice(kinds)
+    if kind in (pw.Update, pw.SyncStep2):
+        return kind(gen_name(rng), gen_update(rng))
+    if kind is pw.SyncStep1:
+        sv = rng.choice(state_vectors()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
+        return pw.SyncStep1(gen_name(rng), sv, rng.random() < 0.5)
+    if kind is pw.Awareness:
+        aw = rng.choice(awareness_updates()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
+        return pw.Awareness(gen_name(rng), aw)
+    if kind is pw.Digest:
+        return pw.Digest(rng.randbytes(16), gen_uint(rng))
+    if kind is pw.DocDigests:
+        return pw.DocDigests(tuple((gen_name(rng), rng.randbytes(16)) for _ in range(rng.randrange(4))))
+    if kind is pw.Hello:
+        pid = peer_id if peer_id is not None and rng.random() < 0.5 else rng.randbytes(16)
+        return pw.Hello(pw.VERSION, pid, gen_address(rng), gen_uint(rng))
+    if kind is pw.Peers:
+        return pw.Peers(tuple((rng.randbytes(16), gen_address(rng)) for _ in range(rng.randrange(5))))
+    if kind in (pw.Ping, pw.Pong):
+        return kind(gen_uint(rng))
+    return pw.Bye(rng.randbytes(rng.randrange(30)).decode("latin-1"))
+
+
+def gen_peer_frame(rng: random.Random, peer_id: bytes | None = None, doc_only: bool = False) -> bytes:
+    """One frame for a peer: random bytes, a valid message, or a valid
+    message mutated inside (its update, state vector or awareness bytes),
+    outside (the frame), or both."""
+    r = rng.random()
+    if r < 0.12:
+        return rng.randbytes(rng.randrange(64))
+    if r < 0.18:
+        kind = rng.choice([*range(13), *INTERESTING[:12]])
+        return encode_varuint(kind) + encode_varuint(rng.choice(INTERESTING)) + rng.randbytes(rng.randrange(40))
+    msg = gen_message(rng, peer_id, doc_only)
+    if r < 0.35:
+        return pw.encode(msg)
+    if r < 0.6:
+        return mutate_message(msg, random_ops(rng), None)
+    if r < 0.85:
+        return mutate_message(msg, None, random_ops(rng))
+    return mutate_message(msg, random_ops(rng, 2), random_ops(rng, 2))
