@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from processes import Peer, free_port  # noqa: E402
-from yclient import YClient, wait_for  # noqa: E402
+from yclient import YClient, read_varuint, varuint, wait_for  # noqa: E402
 
 NODE_DIR = ROOT / "bench" / "node"
 TRACES = ROOT.parent / "shared" / "traces"
@@ -93,16 +93,7 @@ def encode_trace(edits: int | None, workdir: Path) -> tuple[list[bytes], str]:
 
 
 def frame_update(update: bytes) -> bytes:
-    return b"\x00\x02" + pycrdt_varuint(len(update)) + update
-
-
-def pycrdt_varuint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return b"\x00\x02" + varuint(len(update)) + update
 
 
 def get_json(url: str) -> object:
@@ -145,7 +136,7 @@ async def pipeline(url: str, updates: list[bytes], acks: bool) -> float:
             async for msg in ws:
                 data = bytes(msg.data)
                 if data[0] == 100:
-                    n = decode_varuint(data, 1)
+                    n, _ = read_varuint(data, 1)
                     if n >= target:
                         break
         else:
@@ -157,17 +148,6 @@ async def pipeline(url: str, updates: list[bytes], acks: bool) -> float:
         elapsed = time.perf_counter() - start
         await ws.close()
     return elapsed
-
-
-def decode_varuint(data: bytes, pos: int) -> int:
-    n = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            return n
-        shift += 7
 
 
 def row_ingest(updates: list[bytes], final: str, work: Path) -> tuple[list[Row], float]:
