@@ -37,7 +37,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     conn = runtime.attach(name, wants_acks=request.query.get("acks") == "1")
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_write(ws, conn))
+            tasks.create_task(conn.outbox.pump(ws))
             await _read(ws, conn, request)
             conn.close("closed")
     finally:
@@ -67,26 +67,6 @@ async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Reques
         elif msg.type == WSMsgType.ERROR:
             log.info("browser connection to %r from %s failed: %s", conn.name, request.remote, ws.exception())
             break
-
-
-async def _write(ws: web.WebSocketResponse, conn: Connection) -> None:
-    """Drain the connection's outbox; close the socket once it is asked to."""
-    try:
-        while True:
-            while conn.outbox:
-                await ws.send_bytes(conn.outbox.popleft())
-            if conn.close_reason is not None:
-                break
-            conn.wakeup.clear()
-            await conn.wakeup.wait()
-    except (ConnectionError, RuntimeError) as exc:
-        log.debug("write to browser failed: %s", exc)
-    finally:
-        code = (
-            WSCloseCode.POLICY_VIOLATION if (conn.close_reason or "").startswith("protocol error") else WSCloseCode.OK
-        )
-        with suppress(ConnectionError, RuntimeError):
-            await ws.close(code=code, message=(conn.close_reason or "closed").encode()[:120])
 
 
 async def close_all(app: web.Application) -> None:

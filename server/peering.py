@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from crdt import node as core
 from crdt import peerwire
 from crdt.errors import RemoteProtocolError
 from crdt.limits import CONNECTIONS_PER_ADDRESS, BanList
 from crdt.secure import CHUNK, TAG, Identity, SecureChannel
+from server.outbox import AnyWebSocket, Outbox
 from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 # A largest peer message, encrypted: one 17-byte overhead per 65,535-byte chunk.
 MAX_WIRE_FRAME = peerwire.MAX_FRAME_BYTES + (peerwire.MAX_FRAME_BYTES // CHUNK + 1) * (TAG + 1)
 OUTBOX_BYTES = 32 * 1024 * 1024  # queued for one peer before the link is dropped
@@ -59,10 +57,7 @@ class PeerLink:
     id: int
     address: str
     channel: SecureChannel
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    outbox: deque[bytes] = field(default_factory=deque)
-    queued: int = 0
-    close_reason: str | None = None
+    outbox: Outbox = field(default_factory=lambda: Outbox(max_bytes=OUTBOX_BYTES))
     masked: bool = False  # client-to-server frames carry a 4-byte mask
     wire_out: int = 0  # bytes on the wire, WebSocket framing included
 
@@ -74,20 +69,15 @@ class PeerLink:
         self.send_raw(self.channel.encrypt(message))
 
     def send_raw(self, data: bytes) -> None:
-        if self.close_reason is not None:
-            return
-        self.wire_out += len(data) + _ws_header(len(data), masked=self.masked)
-        if self.queued + len(data) > OUTBOX_BYTES:
-            self.close("outbox full: peer too slow")
-            return
-        self.outbox.append(data)
-        self.queued += len(data)
-        self.wakeup.set()
+        if self.outbox.put(data):
+            self.wire_out += len(data) + _ws_header(len(data), masked=self.masked)
 
     def close(self, reason: str) -> None:
-        if self.close_reason is None:
-            self.close_reason = reason
-            self.wakeup.set()
+        self.outbox.close(reason)
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.outbox.close_reason
 
 
 class Peering:
@@ -204,7 +194,7 @@ class Peering:
         opened = False
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._write(ws, link))
+                tasks.create_task(link.outbox.pump(ws))
                 for frame in link.channel.start():
                     link.send_raw(frame)
                 opened = await self._handshake(ws, link, outbound, host)
@@ -274,25 +264,6 @@ class Peering:
                 self._refuse(link, host, str(exc))
                 return
             self.perform(effects)
-
-    async def _write(self, ws: AnyWebSocket, link: PeerLink) -> None:
-        try:
-            while True:
-                while link.outbox:
-                    data = link.outbox.popleft()
-                    link.queued -= len(data)
-                    await ws.send_bytes(data)
-                if link.close_reason is not None:
-                    break
-                link.wakeup.clear()
-                await link.wakeup.wait()
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("write to %s failed: %s", link.address, exc)
-        finally:
-            reason = link.close_reason or "closed"
-            code = WSCloseCode.POLICY_VIOLATION if reason.startswith("protocol error") else WSCloseCode.OK
-            with suppress(ConnectionError, RuntimeError):
-                await ws.close(code=code, message=reason.encode()[:120])
 
 
 async def handle(request: web.Request) -> web.StreamResponse:

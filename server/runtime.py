@@ -27,6 +27,7 @@ from crdt.names import validate_name
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send
 from crdt.session import Effect as SessionEffect
 from crdt.store import DocumentInfo, Store, Write
+from server.outbox import Outbox
 from server.storage import StoreThread
 
 log = logging.getLogger(__name__)
@@ -56,27 +57,21 @@ class Connection:
     id: int
     name: str
     wants_acks: bool
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    outbox: deque[bytes] = field(default_factory=deque)
-    close_reason: str | None = None
+    outbox: Outbox = field(default_factory=lambda: Outbox(max_frames=OUTBOX_LIMIT))
     received: int = 0
     acked: int = 0
     # (frame count, ticket that must be durable before it is acknowledged)
     waiting: deque[tuple[int, int]] = field(default_factory=deque)
 
     def send(self, data: bytes) -> None:
-        if self.close_reason is not None:
-            return
-        if len(self.outbox) >= OUTBOX_LIMIT:
-            self.close("too slow: outbox full")
-            return
-        self.outbox.append(data)
-        self.wakeup.set()
+        self.outbox.put(data)
 
     def close(self, reason: str) -> None:
-        if self.close_reason is None:
-            self.close_reason = reason
-            self.wakeup.set()
+        self.outbox.close(reason)
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.outbox.close_reason
 
 
 class Runtime:
