@@ -16,7 +16,7 @@ from crdt.store import DocumentInfo
 from server.assets import VENDOR_BUNDLE
 from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
 from server.runtime import DocumentExists, Runtime
-from server.security import script_hash
+from server.security import CSP_HASHES, script_hash
 
 # Largest text file accepted by import (and by POST /api/docs with "text").
 MAX_IMPORT_BYTES = 8 * 1024 * 1024
@@ -107,7 +107,7 @@ async def editor(request: web.Request) -> web.Response:
         return _render(request, "missing.html", status=404, name=name)
     static = request.app[STATIC]
     importmap = json.dumps({"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE)}})
-    request["csp_hashes"] = [script_hash(importmap)]
+    request[CSP_HASHES] = [script_hash(importmap)]
     return _render(request, "editor.html", name=name, importmap=importmap)
 
 

@@ -28,6 +28,8 @@ from aiohttp.typedefs import Handler, Middleware
 from server.identity import write_atomically
 
 TOKEN_FILE = "browser-token"
+# Inline scripts a page allows in its CSP (the editor's import map).
+CSP_HASHES = web.RequestKey("csp_hashes", list[str])
 COOKIE = "meshpad_token"
 _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -118,7 +120,7 @@ def guard(token: str) -> Middleware:
 def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
     if response.prepared:
         return  # a WebSocket has sent its headers already
-    extra = "".join(f" '{h}'" for h in request.get("csp_hashes", ()))
+    extra = "".join(f" '{h}'" for h in request.get(CSP_HASHES, ()))
     response.headers.setdefault("Content-Security-Policy", CSP.format(extra=extra))
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

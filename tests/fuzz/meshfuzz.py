@@ -206,11 +206,14 @@ def ops(max_ops: int = 4) -> st.SearchStrategy[list[Op]]:
     return st.lists(_op, min_size=1, max_size=max_ops)
 
 
+_OP_KINDS = ("flip", "set", "insert", "delete", "truncate", "dup", "append", "type", "lie", "lie", "overlong")
+
+
 def random_ops(rng: random.Random, max_ops: int = 4, allow_type: bool = True) -> list[Op]:
     """The same operations as :func:`ops`, drawn from a seeded generator."""
     out: list[Op] = []
     for _ in range(rng.randint(1, max_ops)):
-        kind = rng.choice(["flip", "set", "insert", "delete", "truncate", "dup", "append", "type", "lie", "lie", "overlong"])
+        kind = rng.choice(_OP_KINDS)
         i = rng.randrange(1 << 20)
         value = rng.choice(INTERESTING) if rng.random() < 0.6 else rng.randrange(2**64)
         if kind == "flip":
@@ -307,6 +310,18 @@ def text_updates() -> tuple[bytes, ...]:
     other: Doc[Any] = Doc(client_id=5005)
     other.get("content", type=Text).insert(0, "unrelated ✓")
     out.append(bytes(other.get_update()))
+    return tuple(out)
+
+
+@functools.cache
+def equivocating_updates() -> tuple[bytes, ...]:
+    """Causal chains of edits by *one* client id (6006) made on separate
+    replicas: the same (client, clock) carries different content in
+    different chains. A client that reuses its id (a bug, or on purpose)
+    sends such updates; each is well-formed on its own."""
+    out: list[bytes] = []
+    for k in range(6):
+        out += edits_on(base_state(), 6006, random.Random(k), 3)
     return tuple(out)
 
 
