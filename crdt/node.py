@@ -52,11 +52,13 @@ class Config:
     ping_interval: float = 1.0  # a PING on every link this often
     suspect_after: float = 2.5  # silence before a link is shown as suspected
     dead_after: float = 5.0  # silence before a link is closed and replaced
-    ae_interval: float = 1.0  # one anti-entropy round (to one random link) this often
+    ae_interval: float = 1.0  # one anti-entropy round this often
+    ae_fanout: int = 1  # links that get our digest each round
     exchange_interval: float = 10.0  # peer exchange with one random link this often
     stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
     hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
     backoff: Backoff = field(default_factory=Backoff)
+    push: bool = True  # False leaves spreading to anti-entropy alone (to measure it)
 
 
 # -- effects ---------------------------------------------------------------------
@@ -196,6 +198,8 @@ class Node:
 
     def local_change(self, name: str, update: bytes, origin: object) -> list[Effect]:
         """A change integrated here from a browser or a local edit: push it (2)."""
+        if not self.config.push:
+            return []
         data = pw.encode(pw.Update(name, update))
         return [self._send(link, data) for link in self._ready_links() if peer_origin(link.id) != origin]
 
@@ -454,7 +458,9 @@ class Node:
         ready = self._ready_links()
         if ready and now >= self._next_ae:
             self._next_ae = now + cfg.ae_interval
-            effects.append(self._send(self.rng.choice(ready), pw.encode(self._digest_message())))
+            digest = pw.encode(self._digest_message())
+            for target in self.rng.sample(ready, min(cfg.ae_fanout, len(ready))):
+                effects.append(self._send(target, digest))
         if ready and now >= self._next_exchange:
             self._next_exchange = now + cfg.exchange_interval
             target = self.rng.choice(ready)
