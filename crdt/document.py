@@ -208,12 +208,19 @@ class Document:
         try:
             with self._doc.transaction(origin=origin):
                 self._doc.apply_update(update)
+                # Ready means every cause is here, so Yrs integrates every
+                # struct: the new state vector follows from the update's ranges.
+                known = dict(sv)
+                for client, (_, end) in info.ranges.items():
+                    if known.get(client, 0) < end:
+                        known[client] = end
         except BaseException as exc:  # pycrdt raises ValueError/RuntimeError, and PanicException (a BaseException)
             if not is_crdt_error(exc):
                 raise
             self._captured.clear()
             self._sv = None
             raise RemoteProtocolError(f"update refused by the CRDT: {exc}") from exc
+        self._sv = known
         return self._take(origin)
 
     def _drain_pending(self) -> list[Change]:

@@ -46,6 +46,9 @@ class Reader:
         data = self.data
         pos = self.pos
         end = len(data)
+        if pos < end and data[pos] < 0x80:  # one byte: by far the most common case
+            self.pos = pos + 1
+            return data[pos]
         result = 0
         shift = 0
         for _ in range(_MAX_VARUINT_BYTES):

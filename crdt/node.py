@@ -198,10 +198,11 @@ class Node:
 
     def local_change(self, name: str, update: bytes, origin: object) -> list[Effect]:
         """A change integrated here from a browser or a local edit: push it (2)."""
-        if not self.config.push:
+        targets = [link for link in self._ready_links() if peer_origin(link.id) != origin]
+        if not self.config.push or not targets:
             return []
         data = pw.encode(pw.Update(name, update))
-        return [self._send(link, data) for link in self._ready_links() if peer_origin(link.id) != origin]
+        return [self._send(link, data) for link in targets]
 
     def local_awareness(self, name: str, update: bytes, exclude: LinkId | None = None) -> list[Effect]:
         data = pw.encode(pw.Awareness(name, update))

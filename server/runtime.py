@@ -220,7 +220,9 @@ class Runtime:
                     conn.send(effect.data)
             elif isinstance(effect, Changed):
                 self._changed(name, effect.update)
-                self.network(self.gossip.local_change(name, effect.update, effect.origin))
+                pushes = self.gossip.local_change(name, effect.update, effect.origin)
+                if pushes:
+                    self.network(pushes)
             elif isinstance(effect, AwarenessOut):
                 exclude = effect.via[1] if isinstance(effect.via, tuple) else None
                 self.network(self.gossip.local_awareness(name, effect.update, exclude=exclude))
