@@ -60,6 +60,18 @@ class BufferFull(RemoteProtocolError):
     """Too many updates are waiting for their causes; resync the sender."""
 
 
+class Overlaps(RemoteProtocolError):
+    """The update starts inside what this replica has; resync the sender."""
+
+
+def _fingerprint(doc: Doc[Text], text: str) -> tuple[str, StateVector, list[tuple[int, int, int]]]:
+    return text, decode_state_vector(doc.get_state()), delete_set_of(doc.get_update(doc.get_state()))
+
+
+def _overlaps(info: UpdateInfo, sv: StateVector) -> bool:
+    return any(start < sv.get(client, 0) < end for client, (start, end) in info.ranges.items())
+
+
 @dataclass(slots=True)
 class _Pending:
     update: bytes
@@ -155,6 +167,14 @@ class Document:
     def receive(self, update: bytes, origin: Origin) -> list[Change]:
         """Apply an update from the network once its causes are here.
 
+        An update that starts inside what this replica already has of a
+        client and runs past it is common (relays race each other) and Yrs
+        keeps only its unknown part; but if the client id was reused with
+        other content (a broken or hostile client) that part can be garbage
+        that no replica can load again. Such an update is tried on a scratch
+        copy first and raises :class:`Overlaps` if the result does not
+        survive a reload; the sender is then asked for an exact diff.
+
         Returns the changes integrated (this update and any buffered ones it
         released), in order. Raises :class:`RemoteProtocolError` for a
         malformed update and :class:`BufferFull` when it cannot wait.
@@ -205,6 +225,8 @@ class Document:
     def _apply(self, update: bytes, info: UpdateInfo, origin: Origin, sv: StateVector) -> list[Change]:
         if info.is_known(sv):
             return []
+        if _overlaps(info, sv):
+            self._check_on_scratch(update)
         try:
             with self._doc.transaction(origin=origin):
                 self._doc.apply_update(update)
@@ -222,6 +244,34 @@ class Document:
             raise RemoteProtocolError(f"update refused by the CRDT: {exc}") from exc
         self._sv = known
         return self._take(origin)
+
+    def _check_on_scratch(self, update: bytes) -> None:
+        """Apply *update* to a copy, then replay the copy the way the store
+        would (state, then the new delta): refuse what does not survive."""
+        try:
+            scratch: Doc[Text] = Doc()
+            scratch.get(TEXT_NAME, type=Text)
+            base = self._doc.get_update()
+            scratch.apply_update(base)
+            deltas: list[bytes] = []
+            subscription = scratch.observe(lambda event: deltas.append(bytes(event.update)))
+            scratch.apply_update(update)
+            scratch.unobserve(subscription)
+            replay: Doc[Text] = Doc()
+            replayed = replay.get(TEXT_NAME, type=Text)
+            replay.apply_update(base)
+            for delta in deltas:
+                parse_update(delta)  # what we would store and push must be readable
+                replay.apply_update(delta)
+            same = _fingerprint(replay, str(replayed)) == _fingerprint(scratch, str(scratch.get(TEXT_NAME, type=Text)))
+        except RemoteProtocolError as exc:
+            raise Overlaps(f"{self.name}: overlapping update leaves unreadable data: {exc}") from exc
+        except BaseException as exc:
+            if not is_crdt_error(exc):
+                raise
+            raise Overlaps(f"{self.name}: overlapping update does not survive a reload: {exc}") from exc
+        if not same:
+            raise Overlaps(f"{self.name}: overlapping update does not survive a reload")
 
     def _drain_pending(self) -> list[Change]:
         changes: list[Change] = []

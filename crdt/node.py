@@ -31,11 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crdt import peerwire as pw
-from crdt.document import BufferFull, Change, Document
+from crdt.document import BufferFull, Change, Document, Overlaps
 from crdt.errors import RemoteProtocolError
 from crdt.limits import LINK_MESSAGE_BURST, LINK_MESSAGES_PER_SECOND, TokenBucket
 from crdt.membership import Backoff, Known, KnownPeers
 from crdt.yupdate import decode_state_vector, parse_update
+from crdt.ywire import decode_awareness
 
 LinkId = int
 _MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
@@ -314,6 +315,7 @@ class Node:
                 self.known.add(address, peer_id)
             return self._peers_changed()
         if isinstance(msg, pw.Awareness):
+            decode_awareness(msg.update)  # refused here, at the boundary, if malformed
             if msg.name not in self.documents:
                 return []
             return [AwarenessIn(msg.name, msg.update, link.id)]
@@ -371,11 +373,12 @@ class Node:
         effects: list[Effect] = [DocCreated(name)] if created else []
         try:
             changes = doc.receive(update, origin)
-        except BufferFull:
+        except (BufferFull, Overlaps):
             if created:
                 del self.documents[name]
                 return []
-            # (1) Too much waiting: drop what this link buffered, ask it for a diff.
+            # (1) Too much waiting, or an update that starts inside what we
+            # have: drop what this link buffered, ask it for an exact diff.
             doc.drop_pending(origin)
             return [*effects, self._send(link, pw.encode(pw.SyncStep1(name, doc.encode_state_vector(), False)))]
         except RemoteProtocolError:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_WIRE_FRAME = peerwire.MAX_FRAME_BYTES + (peerwire.MAX_FRAME_BYTES // CHUNK + 1) * (TAG + 1)
 OUTBOX_BYTES = 32 * 1024 * 1024  # queued for one peer before the link is dropped
 DIAL_TIMEOUT = 5.0  # seconds to open a link, TCP and WebSocket handshake included
+GOOD_LINK_SECONDS = 60.0  # a link this long without a refusal clears its address's strikes
 HANDSHAKE_TIMEOUT = 5.0  # seconds for the Noise handshake once the WebSocket is open
 
 
@@ -58,6 +59,7 @@ class PeerLink:
     address: str
     channel: SecureChannel
     outbox: Outbox = field(default_factory=lambda: Outbox(max_bytes=OUTBOX_BYTES))
+    refused: bool = False  # closed for invalid data (a strike)
     masked: bool = False  # client-to-server frames carry a 4-byte mask
     wire_out: int = 0  # bytes on the wire, WebSocket framing included
 
@@ -192,6 +194,7 @@ class Peering:
         self._per_address[host] = self._per_address.get(host, 0) + 1
         node = self.runtime.gossip
         opened = False
+        started = self.runtime.now()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(link.outbox.pump(ws))
@@ -199,7 +202,6 @@ class Peering:
                     link.send_raw(frame)
                 opened = await self._handshake(ws, link, outbound, host)
                 if opened:
-                    self.bans.forgive(host)
                     self.perform(
                         node.link_opened(link.id, outbound, address, self.runtime.now(), link.channel.remote_id)
                     )
@@ -212,6 +214,8 @@ class Peering:
             if not self._per_address[host]:
                 del self._per_address[host]
             if opened:
+                if not link.refused and self.runtime.now() - started > GOOD_LINK_SECONDS:
+                    self.bans.forgive(host)  # a long, clean link clears earlier strikes
                 self.runtime.link_closed(link.id)
                 if not self._stopping:
                     self.perform(node.link_closed(link.id, self.runtime.now()))
@@ -246,6 +250,7 @@ class Peering:
             reason,
             f"; {host} banned for {until - self.runtime.now():.0f}s" if until else "",
         )
+        link.refused = True
         link.close(f"protocol error: {reason}")
 
     async def _read(self, ws: AnyWebSocket, link: PeerLink, host: str) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from crdt import node as core
 from crdt import ywire
 from crdt.document import Document
-from crdt.errors import MeshpadError, StoreError
+from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send
 from crdt.session import Effect as SessionEffect
@@ -121,7 +121,9 @@ class Runtime:
             doc = Document(info.name, new_client_id())
             try:
                 doc.load(loaded)
-            except Exception as exc:
+            except BaseException as exc:  # pycrdt panics are BaseExceptions
+                if not is_crdt_error(exc):
+                    raise
                 self.damaged[info.name] = f"{self.store_path()}: document {info.name!r} does not decode: {exc}"
                 log.error("%s", self.damaged[info.name])
                 continue

@@ -390,10 +390,6 @@ def awareness_updates() -> tuple[bytes, ...]:
 # -- peer messages of every type -------------------------------------------------------
 
 
-def pick(data: Any, options: Sequence[Any]) -> Any:
-    return data.draw(st.sampled_from(list(options)))
-
-
 _NAME_FIRST = "abcxyzABZ019_-"
 names = st.one_of(
     st.sampled_from([DOC_NAME, "other", "notes.v2", "a", "x" * 128]),
