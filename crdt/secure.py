@@ -17,6 +17,11 @@ Frames on the wire:
   (Noise's limit), each the encryption of a 1-byte flag (1 on the last chunk)
   followed by up to 65,518 bytes of the peer-protocol message, so a
   truncated frame is detected, not delivered shorter.
+
+Keys are the one place where ``crdt`` does not take its randomness from the
+caller: static and ephemeral keys come from the operating system's CSPRNG
+(through ``cryptography``), as keys must. The simulator runs the replication
+node without this layer, so its runs stay replayable from their seed.
 """
 
 from __future__ import annotations
