@@ -3,6 +3,7 @@ stop (gracefully or with SIGKILL)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -94,6 +95,19 @@ class Peer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=20)
+
+    def get(self, path: str):
+        """GET a JSON answer from this peer's API."""
+        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: dict) -> int:
+        """POST a JSON body to this peer's API; return the status."""
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
 
     @property
     def address(self) -> str:

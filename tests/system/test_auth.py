@@ -3,13 +3,11 @@ nothing and changes nothing; an invite carries the key; keys are private files."
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from processes import Peer
@@ -18,16 +16,11 @@ pytestmark = pytest.mark.slow
 
 
 def get(peer: Peer, path: str):
-    with urllib.request.urlopen(peer.url + path, timeout=5) as resp:
-        return json.loads(resp.read())
+    return peer.get(path)
 
 
 def create(peer: Peer, name: str, text: str) -> None:
-    req = urllib.request.Request(
-        peer.url + "/api/docs", data=json.dumps({"name": name, "text": text}).encode(),
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    urllib.request.urlopen(req, timeout=5).close()
+    peer.post("/api/docs", {"name": name, "text": text})
 
 
 def wait(predicate, what: str, timeout: float = 20.0) -> None:

@@ -20,16 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 def get(peer: Peer, path: str):
-    with urllib.request.urlopen(peer.url + path, timeout=5) as resp:
-        return json.loads(resp.read())
+    return peer.get(path)
 
 
 def post(peer: Peer, path: str, body: dict) -> int:
-    req = urllib.request.Request(
-        peer.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return resp.status
+    return peer.post(path, body)
 
 
 def text_of(peer: Peer, name: str) -> str | None:
