@@ -13,110 +13,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import json
 import os
 import platform
-import random
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pycrdt
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-
-from processes import Peer, free_port  # noqa: E402
-from yclient import YClient, read_varuint, varuint, wait_for  # noqa: E402
-
-NODE_DIR = ROOT / "bench" / "node"
-TRACES = ROOT.parent / "shared" / "traces"
-
-
-@dataclass
-class Row:
-    name: str
-    measured: str
-    reference: str
-    target: str
-    met: bool | None  # None: not measured in this run
-
-    def cells(self) -> list[str]:
-        verdict = "—" if self.met is None else ("yes" if self.met else "**no**")
-        return [self.name, self.measured, self.reference, self.target, verdict]
-
-
-def table(rows: list[Row]) -> str:
-    head = ["row", "measured", "reference (same run)", "target", "met"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-# -- helpers --------------------------------------------------------------------
-
-
-def npm_install() -> None:
-    if not (NODE_DIR / "node_modules" / "y-websocket").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True)
-
-
-def encode_trace(edits: int | None, workdir: Path) -> tuple[list[bytes], str]:
-    """The automerge-paper trace as Yjs updates, one per edit."""
-    out = workdir / "trace.bin"
-    args = ["node", "encode.mjs", str(TRACES / "automerge-paper.json.gz"), str(out)]
-    if edits:
-        args.append(str(edits))
-    result = json.loads(subprocess.run(args, cwd=NODE_DIR, check=True, capture_output=True).stdout)
-    raw = out.read_bytes()
-    updates, pos = [], 0
-    while pos < len(raw):
-        (n,) = struct.unpack_from("<I", raw, pos)
-        updates.append(raw[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-    if not edits:
-        with gzip.open(TRACES / "automerge-paper.json.gz") as f:
-            expected = json.loads(f.read())["endContent"]
-        assert result["text"] == expected, "trace encoding does not reproduce the final text"
-    return updates, result["text"]
-
-
-def frame_update(update: bytes) -> bytes:
-    return b"\x00\x02" + varuint(len(update)) + update
-
-
-def get_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def post_json(url: str, body: dict[str, object]) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).close()
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
+from common import (
+    NODE_DIR,
+    ROOT,
+    Row,
+    encode_trace,
+    exists,
+    frame_update,
+    get_json,
+    not_measured,
+    npm_install,
+    percentile,
+    post_json,
+    rss_mb,
+    table,
+    wait_sync,
+)
+from processes import Peer, free_port
+from rounds import row_rounds
+from yclient import YClient, read_varuint, wait_for
 
 # -- rows -------------------------------------------------------------------------
 
@@ -223,22 +151,6 @@ def row_end_to_end(updates: list[bytes], final: str, work: Path, ingest_seconds:
         "B within 1.5 × A",
         b_done <= 1.5 * a_done,
     )
-
-
-def exists(peer: Peer, name: str) -> bool:
-    try:
-        get_json(f"{peer.url}/api/docs/{name}")
-        return True
-    except OSError:
-        return False
-
-
-def wait_sync(predicate: Callable[[], bool], timeout: float, poll: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(poll)
 
 
 async def loopback_round_trips(count: int) -> list[float]:
@@ -391,55 +303,6 @@ def row_cold_start(work: Path, docs: int) -> Row:
         "≤ 3 s, ≤ 300 MB",
         seconds <= 3 and memory <= 300,
     )
-
-
-def row_rounds(n: int, seeds: int) -> Row:
-    """Anti-entropy alone (no push): rounds until an update one node made
-    reaches all N simulated nodes."""
-    sys.path.insert(0, str(ROOT / "tests" / "sim"))
-    from simnet import Faults, SimNetwork
-
-    from crdt.node import Config
-
-    # No push, and no liveness traffic: only anti-entropy moves the update.
-    config = Config(ping_interval=1e6, suspect_after=1e9, dead_after=1e9, exchange_interval=1e9, push=False)
-    theory = {100: 6.5, 1000: 9.2}[n]
-    results = []
-    for seed in range(seeds):
-        net = SimNetwork(seed, n, Faults(drop=0, duplicate=0, max_delay=0.002), config)
-        rng = random.Random(seed)
-        for i in range(1, n):
-            net.join(i, rng.randrange(i))
-        net.run_until(30.0)  # membership settles
-        origin = net.peers[rng.randrange(n)].node
-        assert origin is not None
-        origin.document("r").edit("local", insert="x")  # no push: only anti-entropy spreads it
-        start = net.now
-        t = start
-        while not all(_has(p.node) for p in net.peers):
-            t += 0.25
-            net.run_until(t)
-            if t - start > 120:
-                t = float("inf")  # never reached everyone: shows as a failed target
-                break
-        results.append((t - start) / config.ae_interval)
-    p99 = percentile(results, 99)
-    return Row(
-        f"rounds to reach all (simulator, N = {n:,}, {seeds} seeds)",
-        f"p99 {p99:.1f} rounds (median {statistics.median(results):.1f})",
-        f"push-pull theory ≈ {theory}",
-        f"≤ {theory + 1:.1f}",
-        p99 <= theory + 1,
-    )
-
-
-def _has(node: object) -> bool:
-    docs = getattr(node, "documents", {})
-    return "r" in docs and docs["r"].text == "x"
-
-
-def not_measured(name: str, target: str, why: str) -> Row:
-    return Row(name, f"not measured: {why}", "—", target, None)
 
 
 # -- main ---------------------------------------------------------------------------
