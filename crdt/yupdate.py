@@ -30,6 +30,8 @@ _BIT6 = 0x20  # item has a parent sub-key (map entry)
 _TYPE_XML_ELEMENT = 3
 _TYPE_XML_HOOK = 5
 _MAX_TYPE_REF = 6
+# Shifts of a varuint's second to eighth bytes (lib0 integers fit in 53 bits).
+_VARUINT_SHIFTS = (7, 14, 21, 28, 35, 42, 49)
 
 
 @dataclass(slots=True)
@@ -110,41 +112,140 @@ def parse_update(data: bytes) -> UpdateInfo:
     """Validate a v1 update and return its ranges, dependencies and deletes.
 
     Raises :class:`RemoteProtocolError` if *data* is not a well-formed update.
+
+    Every update from a browser or a peer passes through here, so the common
+    structs (items with string or deleted content, one-byte integers) are read
+    inline; other content goes through :class:`~crdt.lib0.Reader`.
     """
-    r = Reader(data)
+    try:
+        return _parse_update(data)
+    except IndexError:
+        raise RemoteProtocolError("unexpected end of update") from None
+
+
+def _varuint(data: bytes, pos: int) -> tuple[int, int]:
+    """A varuint of two bytes or more at *pos*: (value, position after)."""
+    result = data[pos] & 0x7F
+    for shift in _VARUINT_SHIFTS:
+        pos += 1
+        byte = data[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos + 1
+    raise RemoteProtocolError("integer too long")
+
+
+def _parse_update(data: bytes) -> UpdateInfo:
     info = UpdateInfo()
     refs: list[tuple[int, int]] = []
     ranges = info.ranges
     needs = info.needs
-    for _ in range(r.read_count()):
-        n_structs = r.read_varuint()
-        client = r.read_varuint()
-        start = clock = r.read_varuint()
+    size = len(data)
+    pos = 0
+    v = data[pos]
+    if v < 0x80:
+        pos += 1
+    else:
+        v, pos = _varuint(data, pos)
+    if v > size - pos:
+        raise RemoteProtocolError("element count larger than the message")
+    for _ in range(v):
+        # struct count, client, first clock
+        n_structs = data[pos]
+        if n_structs < 0x80:
+            pos += 1
+        else:
+            n_structs, pos = _varuint(data, pos)
+        client = data[pos]
+        if client < 0x80:
+            pos += 1
+        else:
+            client, pos = _varuint(data, pos)
+        clock = data[pos]
+        if clock < 0x80:
+            pos += 1
+        else:
+            clock, pos = _varuint(data, pos)
+        start = clock
         if client in ranges:
             raise RemoteProtocolError("client appears twice in an update")
-        if n_structs == 0 or n_structs > r.remaining():
+        if n_structs == 0 or n_structs > size - pos:
             raise RemoteProtocolError("bad struct count")
         need = start
         for _ in range(n_structs):
-            byte = r.read_u8()
+            byte = data[pos]
+            pos += 1
             ref = byte & 0x1F
             if ref == 0 or ref == 10:  # GC, Skip
-                length = r.read_varuint()
+                length = data[pos]
+                if length < 0x80:
+                    pos += 1
+                else:
+                    length, pos = _varuint(data, pos)
                 if ref == 10:
                     need = clock + length  # what was skipped must be known locally
             else:
                 if byte & _BIT8:
-                    refs.append((r.read_varuint(), r.read_varuint()))
+                    c = data[pos]
+                    if c < 0x80:
+                        pos += 1
+                    else:
+                        c, pos = _varuint(data, pos)
+                    k = data[pos]
+                    if k < 0x80:
+                        pos += 1
+                    else:
+                        k, pos = _varuint(data, pos)
+                    refs.append((c, k))
                 if byte & _BIT7:
-                    refs.append((r.read_varuint(), r.read_varuint()))
+                    c = data[pos]
+                    if c < 0x80:
+                        pos += 1
+                    else:
+                        c, pos = _varuint(data, pos)
+                    k = data[pos]
+                    if k < 0x80:
+                        pos += 1
+                    else:
+                        k, pos = _varuint(data, pos)
+                    refs.append((c, k))
                 if not byte & (_BIT8 | _BIT7):
+                    r = Reader(data, pos)
                     if r.read_varuint() == 1:
                         r.read_var_string()  # parent is a root type, by name
                     else:
                         refs.append((r.read_varuint(), r.read_varuint()))
                     if byte & _BIT6:
                         r.read_var_string()
-                length = _content_length(r, ref)
+                    pos = r.pos
+                if ref == 4:  # ContentString: its clock length counts UTF-16 code units
+                    n = data[pos]
+                    if n < 0x80:
+                        pos += 1
+                    else:
+                        n, pos = _varuint(data, pos)
+                    end = pos + n
+                    if end > size:
+                        raise RemoteProtocolError("length runs past the end of the message")
+                    raw = data[pos:end]
+                    pos = end
+                    if raw.isascii():
+                        length = n
+                    else:
+                        try:
+                            length = _utf16_length(raw.decode("utf-8"))
+                        except UnicodeDecodeError as exc:
+                            raise RemoteProtocolError("string is not valid UTF-8") from exc
+                elif ref == 1:  # ContentDeleted
+                    length = data[pos]
+                    if length < 0x80:
+                        pos += 1
+                    else:
+                        length, pos = _varuint(data, pos)
+                else:
+                    r = Reader(data, pos)
+                    length = _content_length(r, ref)
+                    pos = r.pos
             if length <= 0:
                 raise RemoteProtocolError("struct of zero length")
             clock += length
@@ -157,6 +258,9 @@ def parse_update(data: bytes) -> UpdateInfo:
             continue  # points inside this update
         if needs.get(client, 0) <= clock:
             needs[client] = clock + 1
+    if pos == size - 1 and data[pos] == 0:
+        return info  # no delete set: the common case of typing
+    r = Reader(data, pos)
     for _ in range(r.read_count()):
         client = r.read_varuint()
         for _ in range(r.read_count()):
