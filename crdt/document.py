@@ -16,7 +16,7 @@ Rules kept here:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pycrdt import Doc, Text, TransactionEvent
@@ -167,34 +167,79 @@ class Document:
     def receive(self, update: bytes, origin: Origin) -> list[Change]:
         """Apply an update from the network once its causes are here.
 
+        Returns the changes integrated (this update and any buffered ones it
+        released), in order. Raises :class:`RemoteProtocolError` for a
+        malformed update and :class:`BufferFull` when it cannot wait.
+        """
+        changes, error = self.receive_many([update], origin)
+        if error is not None:
+            raise error
+        return changes
+
+    def receive_many(self, updates: Sequence[bytes], origin: Origin) -> tuple[list[Change], RemoteProtocolError | None]:
+        """Apply updates from one sender, in order, each once its causes are
+        here; consecutive ready updates share one transaction (one change to
+        store and send on, not one per keystroke).
+
+        Stops at the first update that is refused and returns the changes of
+        those before it with the error (the sender's connection is then
+        closed); ``(changes, None)`` when all were taken.
+
         An update that starts inside what this replica already has of a
         client and runs past it is common (relays race each other) and Yrs
         keeps only its unknown part; but if the client id was reused with
         other content (a broken or hostile client) that part can be garbage
         that no replica can load again. Such an update is tried on a scratch
-        copy first and raises :class:`Overlaps` if the result does not
+        copy first and refused with :class:`Overlaps` if the result does not
         survive a reload; the sender is then asked for an exact diff.
-
-        Returns the changes integrated (this update and any buffered ones it
-        released), in order. Raises :class:`RemoteProtocolError` for a
-        malformed update and :class:`BufferFull` when it cannot wait.
         """
-        info = parse_update(update)
-        if info.is_empty():
-            return []
-        if self.size + len(update) > MAX_DOCUMENT_BYTES:
-            raise RemoteProtocolError(f"{self.name}: document would exceed {MAX_DOCUMENT_BYTES} bytes")
+        changes: list[Change] = []
+        run: list[tuple[bytes, UpdateInfo]] = []
         sv = self.state_vector()
-        if not info.is_ready(sv):
-            if len(self._pending) >= MAX_PENDING_UPDATES or self._pending_bytes + len(update) > MAX_PENDING_BYTES:
-                raise BufferFull(f"{self.name}: too many updates waiting for their causes")
-            self._pending.append(_Pending(update, info, origin))
-            self._pending_bytes += len(update)
-            return []
-        changes = self._apply(update, info, origin, sv)
-        if self._pending:
+        size = self.size
+        error: RemoteProtocolError | None = None
+        try:
+            for update in updates:
+                info = parse_update(update)
+                if info.is_empty():
+                    continue
+                if size + len(update) > MAX_DOCUMENT_BYTES:
+                    raise RemoteProtocolError(f"{self.name}: document would exceed {MAX_DOCUMENT_BYTES} bytes")
+                if not info.is_ready(sv):
+                    self._wait(update, info, origin)
+                    continue
+                if info.is_known(sv):
+                    continue
+                if _overlaps(info, sv):
+                    if run:
+                        changes += self._apply_run(run, origin, sv)
+                        run = []
+                        sv = self.state_vector()
+                    self._check_on_scratch(update)
+                    changes += self._apply_run([(update, info)], origin, sv)
+                    sv = self.state_vector()
+                else:
+                    run.append((update, info))
+                    for client, (_, end) in info.ranges.items():
+                        if sv.get(client, 0) < end:
+                            sv[client] = end
+                size += len(update)
+        except RemoteProtocolError as exc:
+            error = exc
+        if run:
+            try:
+                changes += self._apply_run(run, origin, self.state_vector())
+            except RemoteProtocolError as exc:
+                error = error or exc
+        if self._pending and changes:
             changes.extend(self._drain_pending())
-        return changes
+        return changes, error
+
+    def _wait(self, update: bytes, info: UpdateInfo, origin: Origin) -> None:
+        if len(self._pending) >= MAX_PENDING_UPDATES or self._pending_bytes + len(update) > MAX_PENDING_BYTES:
+            raise BufferFull(f"{self.name}: too many updates waiting for their causes")
+        self._pending.append(_Pending(update, info, origin))
+        self._pending_bytes += len(update)
 
     def drop_pending(self, origin: Origin) -> int:
         """Forget the buffered updates of *origin* (its link closed and it will
@@ -223,19 +268,26 @@ class Document:
     # -- internals ---------------------------------------------------------
 
     def _apply(self, update: bytes, info: UpdateInfo, origin: Origin, sv: StateVector) -> list[Change]:
+        """Apply one ready update (a buffered one, now released)."""
         if info.is_known(sv):
             return []
         if _overlaps(info, sv):
             self._check_on_scratch(update)
+        return self._apply_run([(update, info)], origin, sv)
+
+    def _apply_run(self, run: list[tuple[bytes, UpdateInfo]], origin: Origin, sv: StateVector) -> list[Change]:
+        """Apply ready updates, in order, in one transaction. *sv* is the
+        state vector before them."""
+        known = dict(sv)
         try:
             with self._doc.transaction(origin=origin):
-                self._doc.apply_update(update)
-                # Ready means every cause is here, so Yrs integrates every
-                # struct: the new state vector follows from the update's ranges.
-                known = dict(sv)
-                for client, (_, end) in info.ranges.items():
-                    if known.get(client, 0) < end:
-                        known[client] = end
+                for update, info in run:
+                    self._doc.apply_update(update)
+                    # Ready means every cause is here, so Yrs integrates every
+                    # struct: the new state vector follows from the update's ranges.
+                    for client, (_, end) in info.ranges.items():
+                        if known.get(client, 0) < end:
+                            known[client] = end
         except BaseException as exc:  # pycrdt raises ValueError/RuntimeError, and PanicException (a BaseException)
             if not is_crdt_error(exc):
                 raise

@@ -21,6 +21,7 @@ Rules kept here (y-websocket server behaviour, which stock clients rely on):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from crdt import ywire
@@ -116,6 +117,41 @@ class DocumentSession:
             return self._receive_awareness(conn, message.entries)
         present = self._present()
         return [Send(conn, ywire.encode_awareness(present))] if present else []
+
+    def receive_many(
+        self, conn: ConnectionId, frames: Sequence[bytes]
+    ) -> tuple[list[Effect], RemoteProtocolError | None]:
+        """Handle frames that arrived together from *conn*, in order, as
+        :meth:`receive` would one by one, except that consecutive document
+        updates are applied as one change. Stops at the first frame that is
+        refused: returns the effects of the frames before it and the error."""
+        effects: list[Effect] = []
+        updates: list[bytes] = []
+        for frame in frames:
+            try:
+                if conn not in self.connections:
+                    raise RemoteProtocolError("connection is not open")
+                message = ywire.decode_message(frame)
+                if isinstance(message, (ywire.SyncStep2, ywire.SyncUpdate)):
+                    updates.append(message.update)
+                    continue
+                if updates:
+                    changes, error = self.document.receive_many(updates, conn)
+                    updates = []
+                    effects += self.changed(changes)
+                    if error is not None:
+                        return effects, error
+                effects += self.receive(conn, frame)
+            except RemoteProtocolError as exc:
+                error = exc
+                break
+        else:
+            error = None
+        if updates:
+            changes, refused = self.document.receive_many(updates, conn)
+            effects += self.changed(changes)
+            error = refused or error
+        return effects, error
 
     def apply(self, update: bytes, origin: object) -> list[Effect]:
         """Integrate an update (from a browser or from elsewhere) and fan the

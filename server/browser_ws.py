@@ -11,7 +11,7 @@ from contextlib import suppress
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from crdt.errors import InvalidName, RemoteProtocolError
+from crdt.errors import InvalidName
 from crdt.names import validate_name
 from server.keys import BROWSER_SOCKETS, RUNTIME
 from server.runtime import Connection
@@ -34,7 +34,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     sockets = request.app[BROWSER_SOCKETS]
     sockets.add(ws)
-    conn = runtime.attach(name, wants_acks=request.query.get("acks") == "1")
+    conn = runtime.attach(name, wants_acks=request.query.get("acks") == "1", remote=request.remote or "")
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(conn.outbox.pump(ws))
@@ -52,13 +52,7 @@ async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Reques
         if conn.close_reason is not None:
             break
         if msg.type == WSMsgType.BINARY:
-            try:
-                runtime.receive(conn, msg.data)
-            except RemoteProtocolError as exc:
-                runtime.frames_refused += 1
-                log.warning("closing browser connection to %r from %s: %s", conn.name, request.remote, exc)
-                conn.close(f"protocol error: {exc}")
-                break
+            runtime.receive(conn, msg.data)  # a refused frame closes conn, seen above
         elif msg.type == WSMsgType.TEXT:
             runtime.frames_refused += 1
             log.warning("closing browser connection to %r from %s: text frame", conn.name, request.remote)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Frames waiting to be written to one browser. A browser that falls this far
 # behind is disconnected; on reconnect it gets one sync instead of a backlog.
 OUTBOX_LIMIT = 4096
+# Frames from one browser handled as one batch at most (see Runtime.receive).
+INBOX_BATCH = 1024
 # How often remote cursors that were not renewed are swept away.
 AWARENESS_SWEEP_SECONDS = 5.0
 
@@ -62,6 +64,8 @@ class Connection:
     acked: int = 0
     # (frame count, ticket that must be durable before it is acknowledged)
     waiting: deque[tuple[int, int]] = field(default_factory=deque)
+    inbox: list[bytes] = field(default_factory=list)  # frames read, not yet handled
+    remote: str = ""  # the browser's address, for the log
 
     def send(self, data: bytes) -> None:
         self.outbox.put(data)
@@ -138,6 +142,7 @@ class Runtime:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections.values()):
+            self._take_inbox(conn)
             conn.close("peer shutting down")
         self._flush_lengths()
         if self.store_thread is not None:
@@ -292,14 +297,15 @@ class Runtime:
 
     # -- browser connections ---------------------------------------------------
 
-    def attach(self, name: str, wants_acks: bool) -> Connection:
+    def attach(self, name: str, wants_acks: bool, remote: str = "") -> Connection:
         self._next_conn += 1
-        conn = Connection(self._next_conn, name, wants_acks)
+        conn = Connection(self._next_conn, name, wants_acks, remote=remote)
         self.connections[conn.id] = conn
         self.perform(name, self.sessions[name].connect(conn.id))
         return conn
 
     def detach(self, conn: Connection) -> None:
+        self._take_inbox(conn)  # what was read before the connection closed still counts
         self.connections.pop(conn.id, None)
         self._acks_pending.discard(conn)
         session = self.sessions.get(conn.name)
@@ -307,12 +313,29 @@ class Runtime:
             self.perform(conn.name, session.disconnect(conn.id))
 
     def receive(self, conn: Connection, frame: bytes) -> None:
-        """One frame from a browser. Raises RemoteProtocolError on bad input;
-        the caller closes that connection."""
-        session = self.sessions[conn.name]
-        effects = session.receive(conn.id, frame)
+        """One frame from a browser. Frames that arrive together are handled
+        together, once the reader has taken all that is buffered: their
+        updates become one change (one store write, one push, one frame to
+        the other browsers) instead of one per keystroke. A frame that is
+        refused closes the connection; the frames before it still count."""
+        conn.inbox.append(frame)
+        if len(conn.inbox) == 1:
+            asyncio.get_running_loop().call_soon(self._take_inbox, conn)
+        elif len(conn.inbox) >= INBOX_BATCH:
+            self._take_inbox(conn)
+
+    def _take_inbox(self, conn: Connection) -> None:
+        frames, conn.inbox = conn.inbox, []
+        if not frames or conn.id not in self.connections:
+            return
+        effects, error = self.sessions[conn.name].receive_many(conn.id, frames)
         self.perform(conn.name, effects)
-        conn.received += 1
+        if error is not None:
+            self.frames_refused += 1
+            log.warning("closing browser connection to %r from %s: %s", conn.name, conn.remote, error)
+            conn.close(f"protocol error: {error}")
+            return
+        conn.received += len(frames)
         if conn.wants_acks:
             conn.waiting.append((conn.received, self.store.last_ticket))
             self._acks_pending.add(conn)

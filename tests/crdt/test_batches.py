@@ -1,0 +1,94 @@
+"""Updates that arrive together: Document.receive_many and
+DocumentSession.receive_many apply them as one change, and stop at the first
+one refused without losing those before it."""
+
+from __future__ import annotations
+
+import random
+
+from pycrdt import Doc, Text
+
+from crdt import ywire
+from crdt.document import TEXT_NAME, Document
+from crdt.errors import RemoteProtocolError
+from crdt.session import Changed, DocumentSession, Send
+
+
+def typing(n: int, client_id: int = 7) -> tuple[list[bytes], str]:
+    """n keystroke updates, each building on the one before."""
+    source = Doc(client_id=client_id)
+    text = source.get(TEXT_NAME, type=Text)
+    log: list[bytes] = []
+    source.observe(lambda event: log.append(bytes(event.update)))
+    for i in range(n):
+        text.insert(len(text) if i % 3 else 0, "abc"[i % 3])
+    return log, str(text)
+
+
+def test_a_batch_is_one_change_with_the_same_result() -> None:
+    log, final = typing(50)
+    doc = Document("batch", client_id=1)
+    changes, error = doc.receive_many(log, origin="browser")
+    assert error is None
+    assert doc.text == final
+    assert len(changes) == 1 and changes[0].origin == "browser"
+    reloaded = Document("reloaded", client_id=2)
+    reloaded.load([changes[0].update])
+    assert reloaded.text == final
+    assert reloaded.state_vector() == doc.state_vector() == {7: 50}
+
+
+def test_a_refused_update_keeps_the_ones_before_it_and_drops_the_rest() -> None:
+    log, _ = typing(10)
+    doc = Document("batch", client_id=1)
+    changes, error = doc.receive_many([*log[:4], b"\x01\xff", *log[4:]], origin="browser")
+    assert isinstance(error, RemoteProtocolError)
+    assert doc.state_vector() == {7: 4}
+    assert len(changes) == 1
+    expected = Document("expected", client_id=3)
+    for update in log[:4]:
+        expected.receive(update, origin="x")
+    assert doc.text == expected.text
+
+
+def test_shuffled_batches_wait_for_their_causes() -> None:
+    log, final = typing(60)
+    for seed in range(5):
+        order = log[:]
+        random.Random(seed).shuffle(order)
+        doc = Document("batch", client_id=1)
+        updates = []
+        for i in range(0, len(order), 7):
+            changes, error = doc.receive_many(order[i : i + 7], origin="peer")
+            assert error is None
+            updates += [c.update for c in changes]
+        assert doc.pending_count() == 0
+        assert doc.text == final
+        replay = Document("replay", client_id=2)
+        replay.load(updates)  # what was stored replays with plain pycrdt: causal order
+        assert replay.text == final
+
+
+def test_session_batch_sends_one_frame_to_the_others_and_keeps_message_order() -> None:
+    log, final = typing(20)
+    session = DocumentSession(Document("s", client_id=1))
+    session.connect(1)
+    session.connect(2)
+    query = b"\x03"  # awareness query between two runs of updates
+    frames = [ywire.encode_sync_update(u) for u in log[:10]] + [query] + [ywire.encode_sync_update(u) for u in log[10:]]
+    effects, error = session.receive_many(1, frames)
+    assert error is None
+    assert session.document.text == final
+    assert [type(e) for e in effects] == [Changed, Send, Changed, Send]
+    assert all(e.connection == 2 for e in effects if isinstance(e, Send))
+
+
+def test_session_batch_stops_at_a_bad_frame() -> None:
+    log, _ = typing(6)
+    session = DocumentSession(Document("s", client_id=1))
+    session.connect(1)
+    frames = [ywire.encode_sync_update(u) for u in log[:3]] + [b"\x00\x09"] + [ywire.encode_sync_update(log[3])]
+    effects, error = session.receive_many(1, frames)
+    assert isinstance(error, RemoteProtocolError)
+    assert session.document.state_vector() == {7: 3}
+    assert sum(isinstance(e, Changed) for e in effects) == 1

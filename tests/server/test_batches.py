@@ -1,0 +1,73 @@
+"""Frames a browser sends in a burst are handled together (server.runtime):
+one stored update, one frame to the other browsers, acknowledgements that
+still count every frame, and nothing lost when the connection closes with
+frames read but not yet handled."""
+
+from __future__ import annotations
+
+from pycrdt import Doc, Text
+from yclient import wait_for
+
+from crdt import ywire
+from server.keys import RUNTIME
+
+
+def typing(n: int) -> tuple[list[bytes], str]:
+    source = Doc(client_id=9)
+    text = source.get("content", type=Text)
+    log: list[bytes] = []
+    source.observe(lambda event: log.append(bytes(event.update)))
+    for i in range(n):
+        text.insert(i, "xyz"[i % 3])
+    return [ywire.encode_sync_update(u) for u in log], str(text)
+
+
+async def test_a_burst_is_stored_and_sent_on_as_one_update(client):
+    runtime = client.app[RUNTIME]
+    session = await runtime.session("burst")
+    writer = runtime.attach("burst", wants_acks=True)
+    reader = runtime.attach("burst", wants_acks=False)
+    reader.outbox.frames.clear()  # its handshake
+    frames, final = typing(300)
+    for frame in frames:  # no await between: all of them were read together
+        runtime.receive(writer, frame)
+    assert session.document.text == ""  # handled once the reader yields
+    await wait_for(lambda: writer.acked == len(frames), what="every frame acknowledged")
+    assert session.document.text == final
+    assert len(reader.outbox.frames) == 1 and reader.outbox.frames[0][:2] == b"\x00\x02"
+    stored = await runtime.store.call(lambda s: s.load("burst"))
+    assert len(stored) == 1
+    runtime.detach(writer)
+    runtime.detach(reader)
+
+
+async def test_frames_read_before_a_close_still_count(client):
+    runtime = client.app[RUNTIME]
+    session = await runtime.session("closing")
+    conn = runtime.attach("closing", wants_acks=False)
+    frames, final = typing(20)
+    for frame in frames:
+        runtime.receive(conn, frame)
+    runtime.detach(conn)
+    assert session.document.text == final
+    stored = await runtime.store.call(lambda s: s.load("closing"))
+    doc = Doc()
+    text = doc.get("content", type=Text)
+    for update in stored:
+        doc.apply_update(update)
+    assert str(text) == final
+
+
+async def test_a_bad_frame_in_a_burst_keeps_the_frames_before_it(client):
+    runtime = client.app[RUNTIME]
+    session = await runtime.session("bad")
+    conn = runtime.attach("bad", wants_acks=True)
+    frames, _ = typing(10)
+    for frame in [*frames[:6], b"\x00\x02\x05\x01", *frames[6:]]:
+        runtime.receive(conn, frame)
+    await wait_for(lambda: conn.close_reason is not None, what="the connection closed")
+    assert conn.close_reason.startswith("protocol error")
+    assert session.document.text == "xyzxyz"
+    assert runtime.frames_refused == 1
+    runtime.detach(conn)
+    assert session.document.text == "xyzxyz"
