@@ -131,9 +131,13 @@ class DocumentSession:
             try:
                 if conn not in self.connections:
                     raise RemoteProtocolError("connection is not open")
-                message = ywire.decode_message(frame)
-                if isinstance(message, (ywire.SyncStep2, ywire.SyncUpdate)):
-                    updates.append(message.update)
+                update = ywire.update_of(frame)
+                if update is None:
+                    message = ywire.decode_message(frame)
+                    if isinstance(message, (ywire.SyncStep2, ywire.SyncUpdate)):
+                        update = message.update
+                if update is not None:
+                    updates.append(update)
                     continue
                 if updates:
                     changes, error = self.document.receive_many(updates, conn)

@@ -96,6 +96,18 @@ def decode_message(frame: bytes) -> Message:
     return message
 
 
+def update_of(frame: bytes) -> bytes | None:
+    """The update a sync update or step 2 frame carries, read without
+    decoding the frame (most frames are keystrokes); None for any other
+    frame, and for long ones: :func:`decode_message` reads those."""
+    if len(frame) < 3 or frame[0] != MESSAGE_SYNC or (frame[1] != SYNC_UPDATE and frame[1] != SYNC_STEP2):
+        return None
+    n = frame[2]
+    if n >= 0x80 or len(frame) != 3 + n:
+        return None
+    return bytes(frame[3:])
+
+
 def decode_awareness(data: bytes) -> tuple[AwarenessEntry, ...]:
     r = Reader(data)
     entries = []

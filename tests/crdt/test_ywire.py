@@ -173,3 +173,33 @@ def test_random_frames_give_a_message_or_a_remote_error(frame: bytes) -> None:
 @settings(max_examples=100, deadline=None, database=None)
 def test_awareness_round_trips(entries: list[ywire.AwarenessEntry]) -> None:
     assert ywire.decode_message(ywire.encode_awareness(entries)) == ywire.Awareness(tuple(entries))
+
+
+@settings(max_examples=2000, deadline=None)
+def _sync_frame(sub: int, payload: bytes, extra: bytes) -> bytes:
+    w = Writer()
+    w.write_varuint(0)
+    w.write_varuint(sub)
+    w.write_var_bytes(payload)
+    return w.to_bytes() + extra
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.builds(_sync_frame, st.integers(0, 3), st.binary(max_size=200), st.binary(max_size=2)),
+    )
+)
+def test_update_of_agrees_with_decode_message(frame: bytes) -> None:
+    """The fast path for keystroke frames reads exactly what decode_message reads."""
+    fast = ywire.update_of(frame)
+    try:
+        message = ywire.decode_message(frame)
+    except RemoteProtocolError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert isinstance(message, (ywire.SyncUpdate, ywire.SyncStep2))
+        assert message.update == fast
+    elif isinstance(message, (ywire.SyncUpdate, ywire.SyncStep2)):
+        assert len(message.update) >= 0x80  # long frames take the general path
