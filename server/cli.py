@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from dataclasses import replace
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         app = create_app(settings)
+        app.on_startup.append(_settle_heap)
         ready = f"Meshpad peer: open http://{_url_host(settings.host)}:{settings.port}/ (data in {settings.data_dir})"
         if not security.is_loopback(settings.host) and settings.host not in ("localhost",):
             token = app[BROWSER_TOKEN]
@@ -98,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"meshpad: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _settle_heap(app: web.Application) -> None:
+    """What starting made (modules, the loaded documents) lives as long as the
+    process: move it out of the collector's reach, so that a full collection
+    scans only what came later instead of pausing the peer for tens of ms."""
+    gc.collect()
+    gc.freeze()
 
 
 def _invite(defaults: Settings, args: argparse.Namespace) -> int:
