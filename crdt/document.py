@@ -68,6 +68,15 @@ def _fingerprint(doc: Doc[Text], text: str) -> tuple[str, StateVector, list[tupl
     return text, decode_state_vector(doc.get_state()), delete_set_of(doc.get_update(doc.get_state()))
 
 
+def _after(sv: StateVector, info: UpdateInfo) -> StateVector:
+    """The state vector once *info*'s update is applied on top of *sv*."""
+    after = dict(sv)
+    for client, (_, end) in info.ranges.items():
+        if after.get(client, 0) < end:
+            after[client] = end
+    return after
+
+
 def _overlaps(info: UpdateInfo, sv: StateVector) -> bool:
     return any(start < sv.get(client, 0) < end for client, (start, end) in info.ranges.items())
 
@@ -194,33 +203,46 @@ class Document:
         survive a reload; the sender is then asked for an exact diff.
         """
         changes: list[Change] = []
-        run: list[tuple[bytes, UpdateInfo]] = []
-        sv = self.state_vector()
+        run: list[bytes] = []
+        sv = self.state_vector()  # as it will be once the run is applied
         size = self.size
         error: RemoteProtocolError | None = None
         try:
             for update in updates:
                 info = parse_update(update)
-                if info.is_empty():
+                ranges = info.ranges
+                if not ranges and not info.deletes:
                     continue
                 if size + len(update) > MAX_DOCUMENT_BYTES:
                     raise RemoteProtocolError(f"{self.name}: document would exceed {MAX_DOCUMENT_BYTES} bytes")
-                if not info.is_ready(sv):
+                # info.is_ready, is_known and _overlaps in one pass: this runs per keystroke.
+                ready = True
+                for client, clock in info.needs.items():
+                    if sv.get(client, 0) < clock:
+                        ready = False
+                        break
+                if not ready:
                     self._wait(update, info, origin)
                     continue
-                if info.is_known(sv):
+                fresh = bool(info.deletes)
+                overlap = False
+                for client, (start, end) in ranges.items():
+                    have = sv.get(client, 0)
+                    if have < end:
+                        fresh = True
+                        overlap = overlap or start < have
+                if not fresh:
                     continue
-                if _overlaps(info, sv):
+                if overlap:
                     if run:
-                        changes += self._apply_run(run, origin, sv)
-                        run = []
-                        sv = self.state_vector()
+                        batch, run = run, []
+                        changes += self._apply_run(batch, origin, sv)
                     self._check_on_scratch(update)
-                    changes += self._apply_run([(update, info)], origin, sv)
+                    changes += self._apply_run([update], origin, _after(sv, info))
                     sv = self.state_vector()
                 else:
-                    run.append((update, info))
-                    for client, (_, end) in info.ranges.items():
+                    run.append(update)
+                    for client, (_, end) in ranges.items():
                         if sv.get(client, 0) < end:
                             sv[client] = end
                 size += len(update)
@@ -228,7 +250,7 @@ class Document:
             error = exc
         if run:
             try:
-                changes += self._apply_run(run, origin, self.state_vector())
+                changes += self._apply_run(run, origin, sv)
             except RemoteProtocolError as exc:
                 error = error or exc
         if self._pending and changes:
@@ -273,28 +295,24 @@ class Document:
             return []
         if _overlaps(info, sv):
             self._check_on_scratch(update)
-        return self._apply_run([(update, info)], origin, sv)
+        return self._apply_run([update], origin, _after(sv, info))
 
-    def _apply_run(self, run: list[tuple[bytes, UpdateInfo]], origin: Origin, sv: StateVector) -> list[Change]:
-        """Apply ready updates, in order, in one transaction. *sv* is the
-        state vector before them."""
-        known = dict(sv)
+    def _apply_run(self, run: list[bytes], origin: Origin, after: StateVector) -> list[Change]:
+        """Apply ready updates, in order, in one transaction. *after* is the
+        state vector they lead to: ready means every cause is here, so Yrs
+        integrates every struct and the state vector follows from the
+        updates' ranges (reading it back from pycrdt costs more)."""
         try:
             with self._doc.transaction(origin=origin):
-                for update, info in run:
+                for update in run:
                     self._doc.apply_update(update)
-                    # Ready means every cause is here, so Yrs integrates every
-                    # struct: the new state vector follows from the update's ranges.
-                    for client, (_, end) in info.ranges.items():
-                        if known.get(client, 0) < end:
-                            known[client] = end
         except BaseException as exc:  # pycrdt raises ValueError/RuntimeError, and PanicException (a BaseException)
             if not is_crdt_error(exc):
                 raise
             self._captured.clear()
             self._sv = None
             raise RemoteProtocolError(f"update refused by the CRDT: {exc}") from exc
-        self._sv = known
+        self._sv = dict(after)
         return self._take(origin)
 
     def _check_on_scratch(self, update: bytes) -> None:
