@@ -346,11 +346,15 @@ def main() -> int:
     print(out, flush=True)
     if not quick:
         report = ROOT / "docs" / "benchmarks.md"
+        # The run replaces the table; the analysis below it (from the first
+        # "## " heading on) is kept.
+        old = report.read_text() if report.exists() else ""
+        analysis = old[old.index("\n## ") :] if "\n## " in old else ""
         report.write_text(
             "# Benchmarks\n\n"
             f"Full run of `python bench/run.py` on {time.strftime('%Y-%m-%d')}: {machine()}.\n"
             "References are measured in the same run. Reproduce with `python bench/run.py` "
-            "(`--quick` for a smaller run that prints the table only).\n\n" + out + "\n"
+            "(`--quick` for a smaller run that prints the table only).\n\n" + out + "\n" + analysis
         )
         print(f"\nwrote {report}")
     return 0
