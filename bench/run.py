@@ -197,8 +197,8 @@ async def keystrokes(a: Peer, b: Peer, count: int) -> tuple[list[float], int, in
             before = len(reader.frames)
             start = time.perf_counter()
             await writer.insert(i, "k")
-            while len(reader.frames) == before:
-                await asyncio.sleep(0)
+            await reader.wait_frames(before + 1)
+            assert len(reader.frames) > before, "the reading client was disconnected"
             samples.append(time.perf_counter() - start)
         typing = time.perf_counter() - t0
         wire1 = get_json(f"{a.url}/healthz")["peer_wire_bytes_out"]  # type: ignore[index]

@@ -88,6 +88,7 @@ class YClient:
         self.saved = 0
         self.awareness: dict[int, tuple[int, Any]] = {}
         self.closed: asyncio.Event = asyncio.Event()
+        self._arrival = asyncio.Event()
         self._remote = False
         self._sub = self.doc.observe(self._on_update)
         self._pending: list[bytes] = []
@@ -136,6 +137,7 @@ class YClient:
                     continue
                 data = bytes(msg.data)
                 self.frames.append(data)
+                self._arrival.set()
                 if data[0] == YMessageType.SYNC:
                     self._remote = True
                     try:
@@ -153,6 +155,14 @@ class YClient:
                     self.saved, _ = read_varuint(data, 1)
         finally:
             self.closed.set()
+            self._arrival.set()
+
+    async def wait_frames(self, count: int) -> None:
+        """Until at least *count* frames have arrived, without polling (a
+        measuring client must not spin on a core the peers need)."""
+        while len(self.frames) < count and not self.closed.is_set():
+            self._arrival.clear()
+            await self._arrival.wait()
 
     @property
     def content(self) -> str:
