@@ -536,8 +536,8 @@ class Typist(asyncio.Protocol):
     over a plain connection, never parses what it receives, and asks the
     kernel to wake it only once 64 KB are waiting. The peer's work, which is
     what the row measures, is the same: it sends every update to every
-    client. (The peer pings a browser after 30 s without a frame from it;
-    typists are never quiet that long.)"""
+    client. (Typists answer no pings: the peer pings a browser only after
+    30 s without a frame from it, and a typist is closed before that.)"""
 
     def __init__(self, client_id: int, char: str) -> None:
         self.client_id = client_id
@@ -550,6 +550,7 @@ class Typist(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._head = b""
         self.upgraded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def connect(cls, host: str, port: int, path: str, client_id: int, char: str) -> Typist:
@@ -583,6 +584,8 @@ class Typist(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.upgraded.done():
             self.upgraded.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def key(self) -> None:
         assert self.transport is not None
@@ -590,10 +593,16 @@ class Typist(asyncio.Protocol):
         self.text.insert(len(self.sent) - 1, self.char)  # ASCII: characters are bytes
         self.transport.write(masked_frame(frame_update(self._updates.pop())))
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.write(b"\x88\x80" + os.urandom(4))  # a masked close frame without a status
-            self.transport.close()
+    async def close(self) -> None:
+        """Close as a browser does: a close frame, then read until the peer
+        closes. (Closing a socket with unread bytes resets the connection,
+        and the peer may lose frames it had received but not yet read.)"""
+        assert self.transport is not None
+        self.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        self.transport.write(b"\x88\x80" + os.urandom(4))  # a masked close frame without a status
+        with suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), 10)
+        self.transport.close()
 
 
 async def _type_on_schedule(a_url: str, name: str, seconds: float, rate: float) -> tuple[list[Typist], list[float]]:
@@ -614,10 +623,21 @@ async def _type_on_schedule(a_url: str, name: str, seconds: float, rate: float) 
                 await asyncio.sleep(delay)
             typist.key()
             lag.append(typist.sent[-1] - due)
-    await asyncio.sleep(0.1)  # let the transports hand over what they buffered
-    for t in typists:
-        t.close()
     return typists, lag
+
+
+async def _load_run(
+    peers: list[Peer], observer: AgentProcess, seconds: float, rate: float
+) -> tuple[list[Typist], list[float], list[dict[str, list[float]]], list[str]]:
+    """Type on A; then, with the typists still connected (and drained),
+    collect the observers' arrival times and every peer's text."""
+    typists, lag = await _type_on_schedule(peers[0].url, "load", seconds, rate)
+    expect = {str(t.client_id): len(t.sent) for t in typists}
+    loop = asyncio.get_running_loop()
+    times = await loop.run_in_executor(None, lambda: observer.call("arrivals", expect=expect, timeout=30)["times"])
+    texts = await loop.run_in_executor(None, lambda: [p.get("/api/docs/load")["text"] for p in peers])
+    await asyncio.gather(*(t.close() for t in typists))
+    return typists, lag, times, texts
 
 
 def row_load(work: Path, seconds: float, reference: str) -> Row:
@@ -635,11 +655,8 @@ def row_load(work: Path, seconds: float, reference: str) -> Row:
         observer = AgentProcess(work / "load-observer.log")
         observer.call("attach", urls=[p.url for p in peers[1:]], token_files=[None] * 4, name="load")
         observer.call("connect", first_id=900)
-        typists, lag = asyncio.run(_type_on_schedule(peers[0].url, "load", seconds, 10.0))
+        typists, lag, times, texts = asyncio.run(_load_run(peers, observer, seconds, 10.0))
         per_typist = len(typists[0].sent)
-        expect = {str(t.client_id): per_typist for t in typists}
-        times = observer.call("arrivals", expect=expect, timeout=30)["times"]
-        texts = [p.get("/api/docs/load")["text"] for p in peers]
     except (TimeoutError, AssertionError, OSError) as exc:
         return Row(name, f"failed: {exc}", reference, target, False)
     finally:
