@@ -103,18 +103,8 @@ def connected_addresses(peer: Peer) -> set[str]:
     return {r["address"] for r in peer.get("/api/peers") if r["state"] == "connected"}
 
 
-def mesh_ready(peers: list[Peer], name: str, timeout: float) -> None:
-    """Every peer has a connected link; then *name*, created on the first
-    peer, exists on every peer."""
-    wait_sync(lambda: all(connected_addresses(p) for p in peers), timeout, poll=0.2)
-    peers[0].post("/api/docs", {"name": name})
-    wait_sync(lambda: all(exists(p, name) for p in peers), timeout, poll=0.2)
-
-
-def hops_from(peers: list[Peer], origin: int) -> int:
-    """Links between *origin* and the peer farthest from it, now."""
-    index = {p.address: i for i, p in enumerate(peers)}
-    links = [{index[a] for a in connected_addresses(p) if a in index} for p in peers]
+def distances(links: list[set[int]], origin: int) -> dict[int, int]:
+    """Links on the shortest path from *origin* to each peer it can reach."""
     dist = {origin: 0}
     frontier = [origin]
     while frontier:
@@ -125,11 +115,94 @@ def hops_from(peers: list[Peer], origin: int) -> int:
                     dist[j] = dist[i] + 1
                     nxt.append(j)
         frontier = nxt
+    return dist
+
+
+def islands(links: list[set[int]]) -> list[int]:
+    """Sizes of the overlay's connected parts, largest first."""
+    both = [set(s) for s in links]
+    for i, s in enumerate(links):
+        for j in s:
+            both[j].add(i)  # a link counts for both ends even if one side's view lags
+    left = set(range(len(links)))
+    sizes = []
+    while left:
+        part = set(distances(both, min(left)))
+        sizes.append(len(part))
+        left -= part
+    return sorted(sizes, reverse=True)
+
+
+def overlay(peers: list[Peer]) -> list[set[int]]:
+    index = {p.address: i for i, p in enumerate(peers)}
+    return [{index[a] for a in connected_addresses(p) if a in index} for p in peers]
+
+
+def mesh_ready(peers: list[Peer], name: str, timeout: float) -> None:
+    """Every peer has a connected link; then *name*, created on the first
+    peer, exists on every peer. Raises AssertionError saying how far it got."""
+    try:
+        wait_sync(lambda: all(connected_addresses(p) for p in peers), timeout, poll=0.2)
+        peers[0].post("/api/docs", {"name": name})
+        wait_sync(lambda: all(exists(p, name) for p in peers), timeout, poll=0.2)
+    except TimeoutError:
+        having = sum(1 for p in peers if exists(p, name))
+        parts = islands(overlay(peers))
+        raise AssertionError(
+            f"after {timeout:g} s the document was on {having} of {len(peers)} peers; "
+            f"overlay in {len(parts)} parts of {', '.join(map(str, parts))} peers"
+        ) from None
+
+
+def hops_from(peers: list[Peer], origin: int) -> int:
+    """Links between *origin* and the peer farthest from it, now (-1 when
+    some peer cannot be reached)."""
+    dist = distances(overlay(peers), origin)
     return max(dist.values()) if len(dist) == len(peers) else -1
 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class MachineLoad:
+    """How busy all the machine's cores were between start and stop (other
+    programs included), and how much CPU some processes used meanwhile."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.busy = self.used = self.seconds = 0.0
+
+    @staticmethod
+    def _stat() -> tuple[float, float]:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = ticks[3] + ticks[4]
+        return sum(ticks) - idle, float(sum(ticks))
+
+    def __enter__(self) -> MachineLoad:
+        self._t0, self._cpu0, self._stat0 = time.monotonic(), cpu_seconds(self.pids), self._stat()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self._t0
+        self.used = cpu_seconds(self.pids) - self._cpu0
+        busy, total = self._stat()
+        self.busy = (busy - self._stat0[0]) / max(1.0, total - self._stat0[1])
+
+    def describe(self, who: str) -> str:
+        return (
+            f"{who} used {self.used / self.seconds:.0%} of a core; the machine's {os.cpu_count()} cores were "
+            f"{self.busy:.0%} busy (other programs included)"
+        )
 
 
 # -- fan-out ------------------------------------------------------------------------
@@ -184,7 +257,10 @@ def row_fanout(work: Path, keys: int, reference: str) -> Row:
         peers = start_peers(work, "fanout", 20, random.Random(20))
         mesh_ready(peers, "fanout", 120)
         hops = hops_from(peers, 0)
-        samples = asyncio.run(_fanout_keys(peers[0].url, [p.url for p in peers[1:]], "fanout", keys))
+        wire = sum(p.get("/healthz")["peer_wire_bytes_out"] for p in peers)
+        with MachineLoad([p.proc.pid for p in peers if p.proc is not None]) as load:
+            samples = asyncio.run(_fanout_keys(peers[0].url, [p.url for p in peers[1:]], "fanout", keys))
+        wire = sum(p.get("/healthz")["peer_wire_bytes_out"] for p in peers) - wire
     except (TimeoutError, AssertionError) as exc:
         return Row(name, f"failed: {exc}", reference, target, False)
     finally:
@@ -192,7 +268,9 @@ def row_fanout(work: Path, keys: int, reference: str) -> Row:
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
     return Row(
         name,
-        f"p50 {ms(p50)} ms, p99 {ms(p99)} ms (farthest peer {hops} links away at the start)",
+        f"p50 {ms(p50)} ms, p99 {ms(p99)} ms (farthest peer {hops} links away at the start); per keystroke "
+        f"the 20 peers used {ms(load.used / keys)} ms of CPU in all and sent each other {wire / keys:,.0f} bytes "
+        f"(idle traffic included); the machine's {os.cpu_count()} cores were {load.busy:.0%} busy",
         reference,
         target,
         p99 <= 0.020,
@@ -628,16 +706,18 @@ async def _type_on_schedule(a_url: str, name: str, seconds: float, rate: float) 
 
 async def _load_run(
     peers: list[Peer], observer: AgentProcess, seconds: float, rate: float
-) -> tuple[list[Typist], list[float], list[dict[str, list[float]]], list[str]]:
+) -> tuple[list[Typist], list[float], list[dict[str, list[float]]], list[str], MachineLoad]:
     """Type on A; then, with the typists still connected (and drained),
     collect the observers' arrival times and every peer's text."""
-    typists, lag = await _type_on_schedule(peers[0].url, "load", seconds, rate)
+    assert peers[0].proc is not None
+    with MachineLoad([peers[0].proc.pid]) as load:
+        typists, lag = await _type_on_schedule(peers[0].url, "load", seconds, rate)
     expect = {str(t.client_id): len(t.sent) for t in typists}
     loop = asyncio.get_running_loop()
     times = await loop.run_in_executor(None, lambda: observer.call("arrivals", expect=expect, timeout=30)["times"])
     texts = await loop.run_in_executor(None, lambda: [p.get("/api/docs/load")["text"] for p in peers])
     await asyncio.gather(*(t.close() for t in typists))
-    return typists, lag, times, texts
+    return typists, lag, times, texts, load
 
 
 def row_load(work: Path, seconds: float, reference: str) -> Row:
@@ -655,7 +735,7 @@ def row_load(work: Path, seconds: float, reference: str) -> Row:
         observer = AgentProcess(work / "load-observer.log")
         observer.call("attach", urls=[p.url for p in peers[1:]], token_files=[None] * 4, name="load")
         observer.call("connect", first_id=900)
-        typists, lag, times, texts = asyncio.run(_load_run(peers, observer, seconds, 10.0))
+        typists, lag, times, texts, load = asyncio.run(_load_run(peers, observer, seconds, 10.0))
         per_typist = len(typists[0].sent)
     except (TimeoutError, AssertionError, OSError) as exc:
         return Row(name, f"failed: {exc}", reference, target, False)
@@ -686,7 +766,7 @@ def row_load(work: Path, seconds: float, reference: str) -> Row:
     measured = (
         f"until every other peer's client has it: p50 {ms(percentile(last, 50))} ms, p99 {ms(p99_last)} ms; "
         f"per arrival p99 {ms(percentile(every, 99))} ms; {sent_total:,} keystrokes at {sent_total / span:.0f}/s "
-        f"(send lag behind schedule p99 {ms(percentile(lag, 99))} ms); "
+        f"(send lag behind schedule p99 {ms(percentile(lag, 99))} ms); while typing, {load.describe('peer A')}; "
         + (f"LOST: {missing} arrivals missing at observers; {'; '.join(short)}" if lost else "none lost")
     )
     return Row(name, measured, reference, target, p99_last <= 0.050 and not lost)
@@ -855,6 +935,7 @@ def row_heal(work: Path, edit_seconds: float) -> Row:
             )
         call_all(agents, "ready", timeout=120)
         left = {p.address for p in peers if net.side(p.i) == 0}
+        index = {p.address: k for k, p in enumerate(peers)}
 
         def crossing(status: list[dict[str, Any]]) -> int:
             """Links between the halves, counted once."""
@@ -867,7 +948,16 @@ def row_heal(work: Path, edit_seconds: float) -> Row:
         base = prose(rng, 2000)
         agents[0].call("create", text=base)
         digest = hashlib.sha256(base.encode()).hexdigest()
-        _wait(lambda: all(s["text"] == digest for s in _texts(agents)), 120, "the document on every peer")
+        try:
+            _wait(lambda: all(s["text"] == digest for s in _texts(agents)), 120, "the document on every peer")
+        except AssertionError:
+            now = _texts(agents)
+            having = sum(1 for s in now if s["text"] == digest)
+            parts = islands([{index[a] for a in s["links"] if a in index} for s in now])
+            raise AssertionError(
+                f"after 120 s the document was on {having} of 20 peers; "
+                f"overlay in {len(parts)} parts of {', '.join(map(str, parts))} peers"
+            ) from None
         for side, agent in enumerate(agents):  # Yjs client ids must differ across all 20 clients
             agent.send("connect", first_id=500 + 100 * side)
         for agent in agents:
@@ -879,7 +969,7 @@ def row_heal(work: Path, edit_seconds: float) -> Row:
             agent.send("edit", seconds=edit_seconds, rate=5.0, seed=side)
         ops = sum(a.receive(timeout=edit_seconds + 120)["ops"] for a in agents)
 
-        def islands() -> list[int]:
+        def texts_per_half() -> list[int]:
             """Distinct texts in each half."""
             status = _texts(agents)
             return [len({s["text"] for p, s in zip(peers, status, strict=True) if net.side(p.i) == k}) for k in (0, 1)]
@@ -888,9 +978,10 @@ def row_heal(work: Path, edit_seconds: float) -> Row:
         # overlay in islands) after 30 s is reconnected anyway, and said so.
         settled = ""
         try:
-            _wait(lambda: islands() == [1, 1], 30, "each half identical within itself")
+            _wait(lambda: texts_per_half() == [1, 1], 30, "each half identical within itself")
         except AssertionError:
-            settled = f"; when reconnected the halves still held {' and '.join(map(str, islands()))} different texts"
+            held = " and ".join(map(str, texts_per_half()))
+            settled = f"; when reconnected the halves still held {held} different texts"
 
         restored = time.monotonic()
         net.restore()
