@@ -2,7 +2,8 @@
 real network partition (Linux network namespaces), load from 50 clients on
 one peer, and the bytes a restarted peer receives to catch up.
 
-    python bench/netrows.py            # the four rows at quick sizes, as a table
+    python bench/netrows.py            # the four rows at quick sizes, as a table (needs root
+                                       # for the heal row's network namespaces)
 
 Each row starts its own ``meshpad serve`` processes and stops them (and
 removes its namespaces) whatever happens. Latencies are taken at the
@@ -261,7 +262,7 @@ def row_fanout(work: Path, keys: int, reference: str) -> Row:
         with MachineLoad([p.proc.pid for p in peers if p.proc is not None]) as load:
             samples = asyncio.run(_fanout_keys(peers[0].url, [p.url for p in peers[1:]], "fanout", keys))
         wire = sum(p.get("/healthz")["peer_wire_bytes_out"] for p in peers) - wire
-    except (TimeoutError, AssertionError) as exc:
+    except (TimeoutError, AssertionError, OSError) as exc:
         return Row(name, f"failed: {exc}", reference, target, False)
     finally:
         stop_peers(peers)
@@ -356,6 +357,8 @@ def row_catchup(work: Path) -> Row:
         # Read after the text matched: an upper bound on what the catch-up took.
         wire = b.get("/healthz")["peer_wire_bytes_in"]
         messages = sum(r["bytes_in"] for r in b.get("/api/peers"))
+    except (TimeoutError, AssertionError, OSError) as exc:
+        return Row(name, f"failed: {exc}", "—", target, False)
     finally:
         b.stop()
         a.stop()
@@ -365,8 +368,9 @@ def row_catchup(work: Path) -> Row:
     minimal = len(doc_a.get_update(doc_b.get_state()))
     return Row(
         name,
-        f"B received {wire:,} bytes on its peer links (WebSocket frames with headers, Noise handshake included; "
-        f"{messages:,} bytes of decrypted peer messages); {inserted} characters inserted, {deleted} deleted",
+        f"B received {wire:,} bytes on its peer links, {wire / minimal:.2f} × minimal (WebSocket frames with "
+        f"headers, Noise handshake included; the decrypted peer messages alone {messages:,} bytes, "
+        f"{messages / minimal:.2f} × minimal); {inserted} characters inserted, {deleted} deleted",
         f"minimal Yjs diff against B's state vector {minimal:,} bytes (pycrdt)",
         target,
         wire <= 1.5 * minimal,
@@ -435,7 +439,6 @@ class Agent:
             return {
                 "links": [r["address"] for r in rows if r["state"] == "connected"],
                 "text": None if doc is None else hashlib.sha256(doc["text"].encode()).hexdigest(),
-                "length": None if doc is None else doc["length"],
             }
 
         return {"peers": await asyncio.gather(*(one(i) for i in range(len(self.urls))))}
