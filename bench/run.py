@@ -34,7 +34,6 @@ from common import (
     exists,
     frame_update,
     get_json,
-    not_measured,
     npm_install,
     percentile,
     post_json,
@@ -42,6 +41,7 @@ from common import (
     table,
     wait_sync,
 )
+from netrows import row_catchup, row_fanout, row_heal, row_load
 from processes import Peer, free_port
 from rounds import row_rounds
 from yclient import YClient, read_varuint, wait_for
@@ -332,15 +332,17 @@ def main() -> int:
         ingest_rows, ingest_seconds = row_ingest(updates, final, work)
         rows += ingest_rows
         rows.append(row_end_to_end(updates, final, work, ingest_seconds))
-        rows += rows_latency_and_wire(work, 500 if quick else 2000)
-        rows.append(not_measured("fan-out latency (20 peers)", "p99 ≤ 20 ms", "not yet implemented"))
-        rows.append(not_measured("heal (20 peers, two halves)", "≤ 2 s", "not yet implemented"))
+        latency_rows = rows_latency_and_wire(work, 500 if quick else 2000)
+        rows += latency_rows
+        keystroke = f"keystroke latency row: {latency_rows[0].measured}"
+        rows.append(row_fanout(work, 100 if quick else 300, keystroke))
+        rows.append(row_heal(work, 5 if quick else 10))
         rows.append(row_rounds(100, 10 if quick else 40))
         if not quick:
             rows.append(row_rounds(1000, 5))
-        rows.append(not_measured("catch-up after 1% change of 100 KB", "≤ 1.5 × minimal diff", "not yet implemented"))
+        rows.append(row_catchup(work))
         rows.append(row_idle(work, 200 if quick else 1000, 5 if quick else 20))
-        rows.append(not_measured("load (50 clients × 10 keys/s, 5 peers)", "p99 ≤ 50 ms", "not yet implemented"))
+        rows.append(row_load(work, 8 if quick else 20, keystroke))
         rows.append(row_cold_start(work, 2000 if quick else 10_000))
     out = table(rows)
     print(out, flush=True)
