@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pycrdt import merge_updates
+
 from crdt import ywire
 from crdt.document import Change, Document
 from crdt.errors import RemoteProtocolError
@@ -53,6 +55,43 @@ class AwarenessOut:
 
 
 Effect = Send | Changed | AwarenessOut
+
+
+def merge_update_frames(frames: list[bytes]) -> list[bytes]:
+    """Frames queued for one browser, with every run of consecutive sync
+    update frames merged into one: a browser that has fallen behind (a busy
+    document, a slow link) gets fewer, larger writes. The frames are this
+    peer's own, in the order it applied their updates, so each run is causal
+    and its merge applies exactly as the run would; other frames keep their
+    place."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for frame in [*frames, b""]:  # the empty frame ends the last run
+        if frame[:2] == _SYNC_UPDATE_PREFIX:
+            run.append(frame)
+            continue
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            updates = [_update_in(f) for f in run]
+            out.append(ywire.encode_sync_update(merge_updates(*updates)))
+        run = []
+        if frame:
+            out.append(frame)
+    return out
+
+
+_SYNC_UPDATE_PREFIX = bytes([ywire.MESSAGE_SYNC, ywire.SYNC_UPDATE])
+
+
+def _update_in(frame: bytes) -> bytes:
+    update = ywire.update_of(frame)
+    if update is None:
+        message = ywire.decode_message(frame)
+        assert isinstance(message, ywire.SyncUpdate)
+        update = message.update
+    return update
+
 
 # A remote person's cursor that has not been renewed for this long is
 # dropped (y-protocols clients renew every 15 s and time out at 30 s).

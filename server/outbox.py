@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 
 import aiohttp
@@ -20,9 +21,17 @@ AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class Outbox:
-    def __init__(self, max_frames: int | None = None, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        max_frames: int | None = None,
+        max_bytes: int | None = None,
+        coalesce: Callable[[list[bytes]], list[bytes]] | None = None,
+    ) -> None:
         self.max_frames = max_frames
         self.max_bytes = max_bytes
+        # Rewrites what is queued, when more than one frame waits, into fewer
+        # frames that mean the same to the receiver.
+        self.coalesce = coalesce
         self.frames: deque[bytes] = deque()
         self.queued_bytes = 0
         self.close_reason: str | None = None
@@ -52,6 +61,13 @@ class Outbox:
         try:
             while True:
                 while self.frames:
+                    if self.coalesce is not None and len(self.frames) > 1:
+                        batch = list(self.frames)
+                        self.frames.clear()
+                        self.queued_bytes = 0
+                        for data in self.coalesce(batch):
+                            await ws.send_bytes(data)
+                        continue
                     data = self.frames.popleft()
                     self.queued_bytes -= len(data)
                     await ws.send_bytes(data)

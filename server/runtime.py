@@ -24,7 +24,7 @@ from crdt import ywire
 from crdt.document import Document
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
-from crdt.session import AwarenessOut, Changed, DocumentSession, Send
+from crdt.session import AwarenessOut, Changed, DocumentSession, Send, merge_update_frames
 from crdt.session import Effect as SessionEffect
 from crdt.store import DocumentInfo, Store, Write
 from server.outbox import Outbox
@@ -59,7 +59,7 @@ class Connection:
     id: int
     name: str
     wants_acks: bool
-    outbox: Outbox = field(default_factory=lambda: Outbox(max_frames=OUTBOX_LIMIT))
+    outbox: Outbox = field(default_factory=lambda: Outbox(max_frames=OUTBOX_LIMIT, coalesce=merge_update_frames))
     received: int = 0
     acked: int = 0
     # (frame count, ticket that must be durable before it is acknowledged)

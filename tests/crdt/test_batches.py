@@ -11,7 +11,7 @@ from pycrdt import Doc, Text
 from crdt import ywire
 from crdt.document import TEXT_NAME, Document
 from crdt.errors import RemoteProtocolError
-from crdt.session import Changed, DocumentSession, Send
+from crdt.session import Changed, DocumentSession, Send, merge_update_frames
 
 
 def typing(n: int, client_id: int = 7) -> tuple[list[bytes], str]:
@@ -92,3 +92,21 @@ def test_session_batch_stops_at_a_bad_frame() -> None:
     assert isinstance(error, RemoteProtocolError)
     assert session.document.state_vector() == {7: 3}
     assert sum(isinstance(e, Changed) for e in effects) == 1
+
+
+def test_queued_update_frames_merge_into_one_and_other_frames_keep_their_place() -> None:
+    log, final = typing(40)
+    awareness = b"\x01\x05\x01\x07\x01\x02{}"
+    updates = [ywire.encode_sync_update(u) for u in log]
+    frames = [*updates[:25], awareness, *updates[25:]]
+    merged = merge_update_frames(frames)
+    assert len(merged) == 3 and merged[1] == awareness
+    browser = Doc()
+    text = browser.get(TEXT_NAME, type=Text)
+    for frame in (merged[0], merged[2]):
+        message = ywire.decode_message(frame)
+        assert isinstance(message, ywire.SyncUpdate)
+        browser.apply_update(message.update)
+    assert str(text) == final
+    single = [ywire.encode_sync_update(log[0])]
+    assert merge_update_frames(single) == single  # a lone frame is sent as it was

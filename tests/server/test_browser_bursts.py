@@ -9,7 +9,10 @@ from pycrdt import Doc, Text
 from yclient import wait_for
 
 from crdt import ywire
+from crdt.session import merge_update_frames
 from server.keys import RUNTIME
+from server.outbox import Outbox
+from server.runtime import OUTBOX_LIMIT
 
 
 def typing(n: int) -> tuple[list[bytes], str]:
@@ -71,3 +74,33 @@ async def test_a_bad_frame_in_a_burst_keeps_the_frames_before_it(client):
     assert runtime.frames_refused == 1
     runtime.detach(conn)
     assert session.document.text == "xyzxyz"
+
+
+class _Recorder:
+    """Stands in for a WebSocket: records what the outbox writes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, **_: object) -> None:
+        self.closed = True
+
+
+async def test_a_browser_that_fell_behind_gets_one_merged_frame():
+    frames, final = typing(50)
+    outbox = Outbox(max_frames=OUTBOX_LIMIT, coalesce=merge_update_frames)
+    for frame in frames:
+        outbox.put(frame)
+    outbox.close("done")
+    ws = _Recorder()
+    await outbox.pump(ws)
+    assert len(ws.sent) == 1 and ws.closed
+    doc = Doc()
+    text = doc.get("content", type=Text)
+    doc.apply_update(ywire.decode_message(ws.sent[0]).update)
+    assert str(text) == final
+    assert outbox.queued_bytes == 0
