@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pycrdt import merge_updates
+
 from crdt import node as core
 from crdt import ywire
 from crdt.document import Document
@@ -102,6 +104,7 @@ class Runtime:
         self._dirty: set[str] = set()
         self._flush_scheduled = False
         self._acks_pending: set[Connection] = set()
+        self._to_push: dict[str, list[bytes]] = {}  # local changes not yet pushed, per document
         self.frames_refused = 0
         # Set by server.peering: performs the node's network effects.
         self.network: Callable[[list[core.Effect]], None] = lambda effects: None
@@ -144,6 +147,7 @@ class Runtime:
         for conn in list(self.connections.values()):
             self._take_inbox(conn)
             conn.close("peer shutting down")
+        self._push()
         self._flush_lengths()
         if self.store_thread is not None:
             await self.store_thread.stop()
@@ -227,12 +231,27 @@ class Runtime:
                     conn.send(effect.data)
             elif isinstance(effect, Changed):
                 self._changed(name, effect.update)
-                pushes = self.gossip.local_change(name, effect.update, effect.origin)
-                if pushes:
-                    self.network(pushes)
+                self._push_soon(name, effect.update)
             elif isinstance(effect, AwarenessOut):
                 exclude = effect.via[1] if isinstance(effect.via, tuple) else None
                 self.network(self.gossip.local_awareness(name, effect.update, exclude=exclude))
+
+    def _push_soon(self, name: str, update: bytes) -> None:
+        """Push local changes once per loop iteration, those of one document
+        merged: fifty people typing into one document make one push per
+        round of the loop, not fifty."""
+        if not self._to_push:
+            asyncio.get_running_loop().call_soon(self._push)
+        self._to_push.setdefault(name, []).append(update)
+
+    def _push(self) -> None:
+        to_push, self._to_push = self._to_push, {}
+        for name, updates in to_push.items():
+            # In the order this replica applied them, so the merge is causal.
+            update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+            pushes = self.gossip.local_change(name, update, None)
+            if pushes:
+                self.network(pushes)
 
     def perform_node(self, effects: list[core.Effect]) -> list[core.Effect]:
         """Handle the node's document effects; return the network ones."""

@@ -104,3 +104,36 @@ async def test_a_browser_that_fell_behind_gets_one_merged_frame():
     doc.apply_update(ywire.decode_message(ws.sent[0]).update)
     assert str(text) == final
     assert outbox.queued_bytes == 0
+
+
+async def test_changes_from_many_browsers_make_one_push_per_document(client, monkeypatch):
+    runtime = client.app[RUNTIME]
+    await runtime.session("many")
+    pushed: list[tuple[str, bytes]] = []
+
+    def local_change(name: str, update: bytes, origin: object) -> list:
+        pushed.append((name, update))
+        return []
+
+    monkeypatch.setattr(runtime.gossip, "local_change", local_change)
+    writers = [runtime.attach("many", wants_acks=True) for _ in range(3)]
+    sources = []
+    for i, conn in enumerate(writers):
+        source = Doc(client_id=100 + i)
+        text = source.get("content", type=Text)
+        log: list[bytes] = []
+        source.observe(lambda event, log=log: log.append(bytes(event.update)))
+        text.insert(0, f"writer {i} ")
+        for update in log:
+            runtime.receive(conn, ywire.encode_sync_update(update))
+        sources.append(source)
+    await wait_for(lambda: all(c.acked == 1 for c in writers), what="every frame handled")
+    await wait_for(lambda: len(pushed) == 1, what="the push")
+    assert pushed[0][0] == "many"
+    replica = Doc()
+    merged_text = replica.get("content", type=Text)
+    replica.apply_update(pushed[0][1])
+    assert str(merged_text) == runtime.sessions["many"].document.text
+    assert all(f"writer {i} " in str(merged_text) for i in range(3))
+    for conn in writers:
+        runtime.detach(conn)
