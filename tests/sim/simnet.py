@@ -134,6 +134,11 @@ class SimNetwork:
             effects = node.edit(name, at=self.rng.randint(0, len(text)), insert=word)
         self._perform(self.peers[i], effects)
 
+    def author(self, i: int, name: str, text: str) -> None:
+        """Node i appends *text* to its replica of *name* (creating it)."""
+        node = self._node(i)
+        self._perform(self.peers[i], node.edit(name, insert=text, at=len(node.document(name).text)))
+
     def crash(self, i: int) -> None:
         peer = self.peers[i]
         if not peer.up:
@@ -209,8 +214,7 @@ class SimNetwork:
             if peer.epoch != epoch or peer.timer_at != when or peer.node is None:
                 return
             peer.timer_at = None
-            self._perform(peer, peer.node.tick(self.now))
-            self._arm(peer)
+            self._perform(peer, peer.node.tick(self.now))  # which arms the next timer
 
         self.at(when, fire)
 
@@ -283,9 +287,10 @@ class SimNetwork:
         if route is None:
             return
         _, j, other = route
-        self.links.pop(other, None)
         self._closed(i, link)
-        self.at(self.now + self.faults.min_delay, lambda: self._closed(j, other))
+        # Like a WebSocket close, it reaches the other side after every frame
+        # sent before it; frames the other side sends meanwhile are lost.
+        self.at(self.now + self.faults.max_delay + self.faults.min_delay, lambda: self._closed(j, other))
 
     def _closed(self, i: int, link: int) -> None:
         peer = self.peers[i]
