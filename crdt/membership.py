@@ -86,7 +86,15 @@ class KnownPeers:
             entry.failures += 1
             entry.next_dial = now + self.backoff.delay(entry.failures, rng)
 
+    def connected(self, address: str, now: float) -> None:
+        """A link to *address* said HELLO (the peer may still refuse it)."""
+        entry = self.by_address.get(address)
+        if entry is not None:
+            entry.dialing = False
+            entry.last_heard = now
+
     def succeeded(self, address: str, now: float) -> None:
+        """The peer at *address* kept a link: its failures are forgotten."""
         entry = self.by_address.get(address)
         if entry is not None:
             entry.dialing = False

@@ -14,13 +14,20 @@ Invariants (numbers are cited in the code):
 2. A change is pushed at once to every open link except the one it came from;
    a duplicate changes nothing, produces no change, and so is not pushed on:
    flooding ends by itself.
-3. Anti-entropy: every ``ae_interval`` one random link gets our root digest
+3. Anti-entropy: every ``ae_interval``, at a phase drawn at random, the
+   next link of a pass over all links in random order gets our root digest
    (a hash over every document's name, state vector and delete set). Equal
    roots end the round (a few dozen bytes). Different roots bring back the
    per-document digests, and each differing document is synced both ways
-   with state vectors. A new link starts with a round.
+   with state vectors (push-pull: both sides end with the union). A new
+   link starts with a round.
 4. A link that is silent for ``dead_after`` seconds is closed and replaced
    from the known view; at most one link per pair of peers survives.
+5. Every ``shuffle_interval`` a peer at its target replaces one link by a
+   link to a random known peer (the new one is dialled first, another is
+   closed once the new one is accepted), and a peer above it closes one, so
+   that the links form a random graph rather than the neighbourhood of the
+   peer each one joined through.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from crdt.ywire import decode_awareness
 
 LinkId = int
 _MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
+_SHUFFLED = "shuffle: replaced by a link to another peer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +55,16 @@ class Config:
     """Timing and sizing of the protocol. The defaults suit a LAN or loopback;
     every duration is in seconds."""
 
-    active_target: int = 5  # links this peer tries to keep open (dials while below)
+    active_target: int = 5  # links this peer keeps open (dials while below, sheds one per shuffle above)
     active_max: int = 8  # inbound links beyond this are refused with a peer sample
     known_limit: int = 256  # addresses remembered (the passive view)
     ping_interval: float = 1.0  # a PING on every link this often
     suspect_after: float = 2.5  # silence before a link is shown as suspected
     dead_after: float = 5.0  # silence before a link is closed and replaced
-    ae_interval: float = 1.0  # one anti-entropy round this often
-    ae_fanout: int = 1  # links that get our digest each round
+    ae_interval: float = 1.0  # one anti-entropy round this often (a "round" of gossip)
+    ae_fanout: int = 1  # links that get our digest each round (the next ones of the current pass)
     exchange_interval: float = 10.0  # peer exchange with one random link this often
+    shuffle_interval: float = 30.0  # one link replaced by one to a random known peer this often
     stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
     hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
     backoff: Backoff = field(default_factory=Backoff)
@@ -140,6 +149,7 @@ class Link:
     in_sync: set[str] = field(default_factory=set)
     all_in_sync: bool = False
     last_sync_check: float | None = None
+    accepted: bool = False  # a DIGEST came: the other side keeps the link (a busy peer sends BYE instead)
 
     @property
     def ready(self) -> bool:
@@ -166,7 +176,10 @@ class Node:
         self.documents: dict[str, Document] = documents if documents is not None else {}
         self.known = KnownPeers(peer_id, self.config.known_limit, self.config.backoff)
         self.links: dict[LinkId, Link] = {}
-        self._next_ae = 0.0
+        self._next_ae: float | None = None  # set, at a random phase, by the first link
+        self._ae_order: list[LinkId] = []  # links still due a round in this pass
+        self._next_shuffle: float | None = None
+        self._shuffle_to: str | None = None  # the address dialled to replace a link
         self._next_exchange = 0.0
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
@@ -238,6 +251,8 @@ class Node:
 
     def dial_failed(self, address: str, now: float) -> list[Effect]:
         self.known.failed(address, now, self.rng)
+        if address == self._shuffle_to:
+            self._shuffle_to = None
         return []
 
     # -- links -----------------------------------------------------------------
@@ -258,6 +273,8 @@ class Node:
         link = self.links.pop(link_id, None)
         if link is None:
             return []
+        if link.outbound and link.address == self._shuffle_to:
+            self._shuffle_to = None
         if link.outbound and not link.ready:
             self.known.failed(link.address, now, self.rng)
         elif link.outbound:
@@ -307,7 +324,8 @@ class Node:
         if isinstance(msg, pw.SyncStep2):
             return self._on_update(link, msg.name, msg.update, now)
         if isinstance(msg, pw.Digest):
-            return self._on_digest(link, msg, now)
+            effects = [] if link.accepted else self._on_accepted(link, now)
+            return effects + self._on_digest(link, msg, now)
         if isinstance(msg, pw.DocDigests):
             return self._on_doc_digests(link, msg, now)
         if isinstance(msg, pw.Peers):
@@ -336,12 +354,27 @@ class Node:
             return [CloseLink(link.id, "connected to itself")]
         link.peer_id = hello.peer_id
         link.listen = hello.listen
+        if self._next_ae is None:
+            # (3) Rounds start at a random phase: peers that start together
+            # (a restarted network, the simulator) must not all exchange in
+            # the same instant, which would make an update wait a whole round
+            # at every hop.
+            self._next_ae = now + self.rng.random() * self.config.ae_interval
+            # (5) The first shuffle once the first links have had their time.
+            self._next_shuffle = now + (1 + self.rng.random()) * self.config.shuffle_interval
         if link.outbound:
-            self.known.succeeded(link.address, now)
+            # Its failures are forgiven only when the peer accepts the link
+            # (its first DIGEST): a busy peer that says BYE to every dial
+            # must see the wait grow.
+            self.known.connected(link.address, now)
             self.known.add(link.address, hello.peer_id)
         if hello.listen:
-            self.known.add(_listen_address(hello.listen, link), hello.peer_id)
-            self.known.succeeded(_listen_address(hello.listen, link), now)
+            listen = _listen_address(hello.listen, link)
+            self.known.add(listen, hello.peer_id)
+            if link.outbound:
+                self.known.connected(listen, now)
+            else:
+                self.known.succeeded(listen, now)
         link.key = (self._dialer(link), min(link.nonce, hello.nonce), max(link.nonce, hello.nonce))
         effects: list[Effect] = []
         # (4) one link per pair: both sides keep the link with the smaller
@@ -361,6 +394,27 @@ class Node:
         effects.append(self._send(link, pw.encode(self._digest_message())))  # (3) a round on connect
         effects.extend(self._peers_changed())
         return effects
+
+    def _on_accepted(self, link: Link, now: float) -> list[Effect]:
+        """The first DIGEST on a link: the other side has kept it."""
+        link.accepted = True
+        if not link.outbound:
+            return []
+        entry = self._known_for(link)
+        if entry is not None:
+            self.known.succeeded(entry.address, now)
+        if link.address != self._shuffle_to:
+            return []
+        # (5) The link that replaces another is up: close one that has had
+        # its time, unless a loss meanwhile has already made room.
+        self._shuffle_to = None
+        ready = self._ready_links()
+        older = [
+            other for other in ready if other.id != link.id and now - other.opened_at >= self.config.shuffle_interval
+        ]
+        if len(ready) <= self.config.active_target or not older:
+            return []
+        return [CloseLink(self.rng.choice(older).id, _SHUFFLED)]
 
     def _on_update(self, link: Link, name: str, update: bytes, now: float) -> list[Effect]:
         if name in self.blocked:
@@ -460,11 +514,14 @@ class Node:
                 link.next_ping = now + cfg.ping_interval
                 effects.append(self._send(link, pw.encode(pw.Ping(link.ping_nonce))))
         ready = self._ready_links()
-        if ready and now >= self._next_ae:
+        if ready and self._next_ae is not None and now >= self._next_ae:
             self._next_ae = now + cfg.ae_interval
             digest = pw.encode(self._digest_message())
-            for target in self.rng.sample(ready, min(cfg.ae_fanout, len(ready))):
+            for target in self._ae_partners(min(cfg.ae_fanout, len(ready))):
                 effects.append(self._send(target, digest))
+        if ready and self._next_shuffle is not None and now >= self._next_shuffle:
+            self._next_shuffle = now + cfg.shuffle_interval
+            effects.extend(self._shuffle(now, ready))
         if ready and now >= self._next_exchange:
             self._next_exchange = now + cfg.exchange_interval
             target = self.rng.choice(ready)
@@ -483,23 +540,87 @@ class Node:
         return effects
 
     def next_deadline(self, now: float) -> float:
-        """When :meth:`tick` next has work; the shell arms one timer for it."""
+        """When :meth:`tick` next has work; the shell arms one timer for it.
+        (Called after every input: one pass over the links, no lists.)"""
         cfg = self.config
-        times = [self._next_ae, self._next_exchange] if self._ready_links() else []
+        soonest = float("inf")
+        any_ready = False
+        dead_after = cfg.dead_after
         for link in self.links.values():
-            times.append(link.next_ping if link.ready else link.opened_at + cfg.hello_timeout)
-            times.append(link.last_heard + cfg.dead_after)
-        times.extend(since + cfg.stuck_after for since in self._stuck.values())
+            if link.peer_id is not None:
+                any_ready = True
+                due = link.next_ping
+            else:
+                due = link.opened_at + cfg.hello_timeout
+            silent = link.last_heard + dead_after
+            if silent < due:
+                due = silent
+            if due < soonest:
+                soonest = due
+        if any_ready:
+            for timer in (self._next_ae, self._next_shuffle):
+                soonest = min(soonest, now if timer is None else timer)
+            soonest = min(soonest, self._next_exchange)
+        for since in self._stuck.values():
+            soonest = min(soonest, since + cfg.stuck_after)
         if self._open_slots() > 0:
             candidates = self._dial_candidates(float("inf"))
             if candidates:
-                times.append(min(k.next_dial for k in candidates))
+                soonest = min(soonest, min(k.next_dial for k in candidates))
+        if soonest == float("inf"):
+            return now + 1.0
         # Never ask to be woken in the past: what is due has just been done.
-        return max(now + _MIN_TIMER, min(times)) if times else now + 1.0
+        return max(now + _MIN_TIMER, soonest)
+
+    def _ae_partners(self, count: int) -> list[Link]:
+        """(3) The next *count* links of a pass over every link in random
+        order: each link gets a round once per pass, so an update crosses any
+        link within (number of links) rounds rather than after a random wait
+        with a long tail. A pass ends when it runs out; links opened during a
+        pass wait for the next one (each began with a round of its own)."""
+        chosen: dict[LinkId, Link] = {}
+        while len(chosen) < count:
+            if not self._ae_order:
+                self._ae_order = [link.id for link in self._ready_links() if link.id not in chosen]
+                if not self._ae_order:
+                    break
+                self.rng.shuffle(self._ae_order)
+            link = self.links.get(self._ae_order.pop())
+            if link is not None and link.ready:
+                chosen[link.id] = link
+        return list(chosen.values())
+
+    def _shuffle(self, now: float, ready: list[Link]) -> list[Effect]:
+        """(5) One step of reshaping the links. A peer with more links than
+        its target closes one (its other end, if that leaves it short, dials
+        a random known peer); a peer at its target dials a random known peer
+        and closes another link once the new one is accepted
+        (:meth:`_on_accepted`). A peer's first links come from the
+        neighbourhood of the peer it joined through; shuffling turns the links
+        into a random graph, where an update needs fewer hops and
+        anti-entropy comes close to gossip with uniformly random partners."""
+        self._shuffle_to = None  # an attempt still under way is given up
+        cfg = self.config
+        if len(ready) > cfg.active_target:
+            # More links than the target (accepted from others): shed one.
+            # Its other end, if it falls short, dials a random peer in turn.
+            older = [link for link in ready if now - link.opened_at >= cfg.shuffle_interval]
+            return [CloseLink(self.rng.choice(older).id, _SHUFFLED)] if older else []
+        if len(ready) < cfg.active_target:
+            return []  # dialling for the missing links comes first
+        candidates = self._dial_candidates(now)
+        if not candidates:
+            return []
+        entry = self.rng.choice(candidates)
+        entry.dialing = True
+        self._shuffle_to = entry.address
+        return [Dial(entry.address)]
 
     def _open_slots(self) -> int:
-        dialing = sum(1 for k in self.known.by_address.values() if k.dialing)
-        return self.config.active_target - len(self.links) - dialing
+        free = self.config.active_target - len(self.links)
+        if free <= 0:
+            return free  # the usual case, without a walk over the known view
+        return free - sum(1 for k in self.known.by_address.values() if k.dialing)
 
     def _dial(self, now: float) -> list[Effect]:
         slots = self._open_slots()

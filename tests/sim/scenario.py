@@ -1,8 +1,13 @@
-"""One simulated run: join, edit under faults, partition, crash, heal, check."""
+"""Simulated runs: join, edit under faults, partition, crash, heal, check;
+and the rounds anti-entropy alone takes to bring a change to every node."""
 
 from __future__ import annotations
 
+import random
+
 from simnet import Faults, SimNetwork
+
+from crdt.node import Config
 
 DOCS = ["alpha", "beta", "gamma"]
 
@@ -62,3 +67,40 @@ def check(net: SimNetwork) -> None:
         ready = [link for link in node.links.values() if link.ready]
         assert 1 <= len(ready) <= node.config.active_max, f"seed {net.seed}: node {peer.index} has {len(ready)} links"
         assert not any(doc.pending_count() for doc in node.documents.values()), f"seed {net.seed}: updates left waiting"
+
+
+def rounds_to_reach_all(seed: int, n: int, *, warm_up: float = 8, give_up: float = 120) -> float:
+    """Rounds (``ae_interval``s of virtual time) that anti-entropy alone
+    takes to bring one node's change to all *n* nodes, or inf after
+    *give_up* rounds.
+
+    The nodes run the default ``Config`` except ``push=False``: membership,
+    peer exchange, link shuffling and liveness run as in a real peer, and
+    only anti-entropy can move the change. They join through one random
+    earlier node, a document is created and spreads during a warm-up of
+    *warm_up* shuffle intervals (the links formed at joining are the
+    neighbourhood of each node's contact; shuffling makes them a random
+    graph), then one random node changes it. Resolution: 1/20 round.
+    """
+    config = Config(push=False)
+    net = SimNetwork(seed, n, Faults(drop=0, duplicate=0, max_delay=0.002), config)
+    rng = random.Random(seed)
+    for i in range(1, n):
+        net.join(i, rng.randrange(i))
+    net.author(rng.randrange(n), "r", "base")
+    net.run_until(warm_up * config.shuffle_interval)
+    assert all(_text(net, i) == "base" for i in range(n)), f"seed {seed}: the document did not spread"
+    net.author(rng.randrange(n), "r", "x")  # the change every other node misses
+    start = t = net.now
+    while not all(_text(net, i) == "basex" for i in range(n)):
+        t += config.ae_interval / 20
+        net.run_until(t)
+        if t - start > give_up * config.ae_interval:
+            return float("inf")
+    return (t - start) / config.ae_interval
+
+
+def _text(net: SimNetwork, i: int) -> str | None:
+    node = net.peers[i].node
+    doc = node.documents.get("r") if node is not None else None
+    return doc.text if doc is not None else None

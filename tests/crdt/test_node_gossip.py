@@ -1,0 +1,235 @@
+"""Anti-entropy partners and phase, link shuffling and the backoff against a
+busy peer, on ``Node``s joined by in-memory links (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from crdt import peerwire as pw
+from crdt.node import CloseLink, Config, Dial, Effect, Node, SendPeer
+
+
+@dataclass
+class Route:
+    owner: str
+    other: str
+    other_link: int
+
+
+class Net:
+    """Nodes at addresses "a", "b", …; frames are delivered in order and at
+    once, a close reaches the other side after the frames sent before it."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.routes: dict[int, Route] = {}
+        self.now = 0.0
+        self._links = itertools.count(1)
+        self._clients = itertools.count(1)
+        self.closes: list[tuple[float, str, str, str]] = []  # (when, closing address, other, reason)
+
+    def add(self, address: str, config: Config, seed: int = 0) -> Node:
+        peer_id = address.encode().ljust(16, b"\0")
+        node = Node(peer_id, address, random.Random(seed), lambda: next(self._clients), config)
+        self.nodes[address] = node
+        return node
+
+    def link(self, address: str, other: str) -> int:
+        """Open a link from *address* to *other* (as if dialled); its id on *address*'s side."""
+        a, b = next(self._links), next(self._links)
+        self.routes[a] = Route(address, other, b)
+        self.routes[b] = Route(other, address, a)
+        # Both sides are open before either HELLO arrives.
+        accepting = self.nodes[other].link_opened(b, False, address, self.now)
+        dialling = self.nodes[address].link_opened(a, True, other, self.now)
+        self._run(deque([*((other, e) for e in accepting), *((address, e) for e in dialling)]))
+        return a
+
+    def perform(self, address: str, effects: list[Effect]) -> None:
+        self._run(deque((address, e) for e in effects))
+
+    def _run(self, queue: deque[tuple[str, Effect]]) -> None:
+        while queue:
+            at, effect = queue.popleft()
+            node = self.nodes[at]
+            if isinstance(effect, SendPeer):
+                route = self.routes.get(effect.link)
+                if route is not None and route.other_link in self.routes:
+                    out = self.nodes[route.other].receive(route.other_link, effect.data, self.now)
+                    queue.extend((route.other, e) for e in out)
+            elif isinstance(effect, Dial):
+                if effect.address in self.nodes:
+                    self.link(at, effect.address)
+                else:
+                    queue.extend((at, e) for e in node.dial_failed(effect.address, self.now))
+            elif isinstance(effect, CloseLink):
+                route = self.routes.pop(effect.link, None)
+                if route is None:
+                    continue
+                self.closes.append((self.now, at, route.other, effect.reason))
+                queue.extend((at, e) for e in node.link_closed(effect.link, self.now))
+                if self.routes.pop(route.other_link, None) is not None:
+                    other = self.nodes[route.other]
+                    queue.extend((route.other, e) for e in other.link_closed(route.other_link, self.now))
+
+    def run_until(self, until: float, step: float = 0.01) -> None:
+        while self.now < until:
+            self.now = round(self.now + step, 6)
+            for address, node in list(self.nodes.items()):
+                self.perform(address, node.tick(self.now))
+
+    def neighbours(self, address: str) -> set[str]:
+        return {
+            r.other for lid, r in self.routes.items() if r.owner == address and self.nodes[address].links[lid].ready
+        }
+
+
+def quiet(**changes: object) -> Config:
+    """A peer that dials nothing on its own, with timers that stay out of
+    the way unless a test turns them on."""
+    base: dict[str, object] = {
+        "active_target": 0,
+        "ping_interval": 1e6,
+        "suspect_after": 1e9,
+        "dead_after": 1e9,
+        "exchange_interval": 1e9,
+        "shuffle_interval": 1e9,
+        "ae_interval": 1e9,
+    }
+    base.update(changes)
+    return Config(**base)  # type: ignore[arg-type]
+
+
+def digests_sent(effects: list[Effect]) -> list[int]:
+    return [e.link for e in effects if isinstance(e, SendPeer) and isinstance(pw.decode(e.data), pw.Digest)]
+
+
+# -- anti-entropy ---------------------------------------------------------------
+
+
+def test_each_pass_of_anti_entropy_visits_every_link_once():
+    """Partners are taken in turn from a shuffled list of the links: each six
+    rounds reach six different links (a random choice per round repeats one
+    in 98% of passes)."""
+    net = Net()
+    hub = net.add("hub", quiet(active_target=6, ae_interval=1.0))
+    for name in "abcdef":
+        net.add(name, quiet())
+        net.link("hub", name)
+    targets: list[int] = []
+    while len(targets) < 24:
+        net.now = round(net.now + 0.01, 6)
+        effects = hub.tick(net.now)
+        targets += digests_sent(effects)
+        net.perform("hub", effects)
+    assert net.now < 25.0
+    for start in range(0, 24, 6):
+        assert len(set(targets[start : start + 6])) == 6, targets
+
+
+def test_anti_entropy_starts_at_a_random_phase():
+    """Peers whose first links open in the same instant do not all start
+    their rounds in that instant: the first round comes at a random point of
+    the interval."""
+    firsts = []
+    for seed in range(20):
+        net = Net()
+        a = net.add("a", quiet(ae_interval=1.0), seed)
+        net.add("b", quiet())
+        net.link("a", "b")
+        for step in range(1, 201):
+            now = step * 0.01
+            if digests_sent(a.tick(now)):
+                firsts.append(now)
+                break
+    assert len(firsts) == 20
+    assert min(firsts) < 0.3 and max(firsts) > 0.7, firsts
+    assert all(0 < t <= 1.0 for t in firsts)
+
+
+def test_a_round_leaves_both_sides_with_the_union():
+    """One DIGEST from a to b moves a's change to b and b's change to a."""
+    net = Net()
+    a = net.add("a", quiet(push=False))
+    b = net.add("b", quiet(push=False))
+    link = net.link("a", "b")
+    net.perform("a", a.edit("doc", insert="from a"))
+    net.perform("b", b.edit("doc", insert="from b "))
+    assert a.root_digest() != b.root_digest()
+    net.perform("a", [SendPeer(link, pw.encode(pw.Digest(a.root_digest(), len(a.documents))))])
+    assert a.documents["doc"].text == b.documents["doc"].text
+    assert "from a" in a.documents["doc"].text and "from b" in a.documents["doc"].text
+    assert a.root_digest() == b.root_digest()
+
+
+# -- shuffling --------------------------------------------------------------------
+
+
+def shuffle_net(c_busy: bool) -> Net:
+    """a has links to b1 and b2 (its target) and knows c."""
+    net = Net()
+    a = net.add("a", quiet(active_target=2, shuffle_interval=10.0))
+    for name in ("b1", "b2"):
+        net.add(name, quiet())
+        net.link("a", name)
+    net.add("c", quiet(active_max=0 if c_busy else 8))
+    a.known.add("c", b"c".ljust(16, b"\0"))
+    return net
+
+
+def test_shuffle_replaces_a_link_by_one_to_a_random_known_peer():
+    net = shuffle_net(c_busy=False)
+    net.run_until(19.99)  # the first shuffle comes between 10 and 20 s, the next 10 s later
+    assert net.neighbours("a") in ({"b1", "c"}, {"b2", "c"}), net.neighbours("a")
+    assert [(at, reason) for _, at, _, reason in net.closes] == [("a", "shuffle: replaced by a link to another peer")]
+
+
+def test_shuffle_closes_nothing_when_the_new_link_is_refused():
+    net = shuffle_net(c_busy=True)
+    net.run_until(19.99)
+    assert net.neighbours("a") == {"b1", "b2"}
+    assert [(at, reason) for _, at, _, reason in net.closes] == [("c", "busy: enough links")]
+
+
+def test_no_shuffle_while_every_known_peer_is_linked():
+    net = Net()
+    net.add("a", quiet(active_target=2, shuffle_interval=10.0))
+    for name in ("b1", "b2"):
+        net.add(name, quiet())
+        net.link("a", name)
+    net.run_until(60.0, step=0.1)
+    assert net.closes == []
+    assert net.neighbours("a") == {"b1", "b2"}
+
+
+# -- membership -------------------------------------------------------------------
+
+
+def test_a_busy_peer_is_redialled_ever_later():
+    """A peer that answers every dial with PEERS and BYE (busy) is tried
+    again after about 1, 2, 4, 8, 16 s: its HELLO does not reset the wait,
+    only a kept link (its first DIGEST) does. Reset by HELLO, the wait stays
+    at 1 s and the busy peer is dialled 40 times a minute."""
+    net = Net()
+    a = net.add("a", quiet(active_target=1))
+    net.add("busy", quiet(active_max=0))
+    net.perform("a", a.join("busy", 0.0))
+    net.run_until(60.0)
+    refusals = [when for when, at, _, reason in net.closes if at == "busy"]
+    assert 5 <= len(refusals) <= 7, refusals
+    gaps = [later - earlier for earlier, later in itertools.pairwise(refusals)]
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert a.known.by_address["busy"].failures == len(refusals)
+
+
+def test_a_kept_link_forgets_the_failures():
+    net = Net()
+    a = net.add("a", quiet(active_target=1))
+    net.add("b", quiet())
+    a.known.add("b")
+    a.known.by_address["b"].failures = 4
+    net.link("a", "b")  # b keeps it: PEERS, then DIGEST
+    assert a.known.by_address["b"].failures == 0
