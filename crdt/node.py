@@ -20,7 +20,10 @@ Invariants (numbers are cited in the code):
    roots end the round (a few dozen bytes). Different roots bring back the
    per-document digests, and each differing document is synced both ways
    with state vectors (push-pull: both sides end with the union). A new
-   link starts with a round.
+   link starts with a round. A document whose sync is under way on a link
+   is not asked for again there until the answer comes (or
+   ``sync_timeout`` passes): both ends open a new link with a round, and a
+   returning peer must get what it missed once, not once per round.
 4. A link that is silent for ``dead_after`` seconds is closed and replaced
    from the known view; at most one link per pair of peers survives.
 5. Every ``shuffle_interval`` a peer at its target replaces one link by a
@@ -66,6 +69,7 @@ class Config:
     exchange_interval: float = 10.0  # peer exchange with one random link this often
     shuffle_interval: float = 30.0  # one link replaced by one to a random known peer this often
     stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
+    sync_timeout: float = 10.0  # a document's sync on a link counts as under way this long at most
     hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
     backoff: Backoff = field(default_factory=Backoff)
     push: bool = True  # False leaves spreading to anti-entropy alone (to measure it)
@@ -150,6 +154,9 @@ class Link:
     all_in_sync: bool = False
     last_sync_check: float | None = None
     accepted: bool = False  # a DIGEST came: the other side keeps the link (a busy peer sends BYE instead)
+    # Documents whose anti-entropy sync is under way on this link: our
+    # SYNC_STEP1 went out (when) and its SYNC_STEP2 has not come back.
+    syncing: dict[str, float] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -320,8 +327,9 @@ class Node:
         if isinstance(msg, pw.Update):
             return self._on_update(link, msg.name, msg.update, now)
         if isinstance(msg, pw.SyncStep1):
-            return self._on_step1(link, msg)
+            return self._on_step1(link, msg, now)
         if isinstance(msg, pw.SyncStep2):
+            link.syncing.pop(msg.name, None)
             return self._on_update(link, msg.name, msg.update, now)
         if isinstance(msg, pw.Digest):
             effects = [] if link.accepted else self._on_accepted(link, now)
@@ -453,7 +461,7 @@ class Node:
             effects.extend(self.local_change(name, change.update, change.origin))
         return effects
 
-    def _on_step1(self, link: Link, msg: pw.SyncStep1) -> list[Effect]:
+    def _on_step1(self, link: Link, msg: pw.SyncStep1, now: float) -> list[Effect]:
         if msg.name in self.blocked:
             return []
         created = msg.name not in self.documents
@@ -463,9 +471,17 @@ class Node:
         diff = doc.diff(msg.state_vector)
         effects: list[Effect] = [DocCreated(msg.name)] if created else []
         effects.append(self._send(link, pw.encode(pw.SyncStep2(msg.name, diff))))
-        if msg.reply_step1:
+        if msg.reply_step1 and not self._sync_under_way(link, msg.name, now):
+            # (3) Our own step 1 for this document, unless one is on its way
+            # already (both ends of a new link start a round): its answer
+            # brings the same diff.
+            link.syncing[msg.name] = now
             effects.append(self._send(link, pw.encode(pw.SyncStep1(msg.name, doc.encode_state_vector(), False))))
         return effects
+
+    def _sync_under_way(self, link: Link, name: str, now: float) -> bool:
+        sent = link.syncing.get(name)
+        return sent is not None and now - sent < self.config.sync_timeout
 
     def _on_digest(self, link: Link, msg: pw.Digest, now: float) -> list[Effect]:
         link.last_sync_check = now
@@ -482,6 +498,7 @@ class Node:
         theirs = dict(msg.entries)
         effects: list[Effect] = []
         in_sync: set[str] = set()
+        differ = False
         for name in sorted(set(theirs) | set(self.documents)):
             if name in self.blocked:
                 continue
@@ -489,12 +506,16 @@ class Node:
             if mine is not None and theirs.get(name) == mine.digest():
                 in_sync.add(name)
                 continue
+            differ = True
+            if self._sync_under_way(link, name, now):
+                continue  # (3) the answer to the step 1 already sent will do
             if mine is None:
                 effects.append(DocCreated(name))
             doc = self.document(name)
+            link.syncing[name] = now
             effects.append(self._send(link, pw.encode(pw.SyncStep1(name, doc.encode_state_vector(), True))))
         link.in_sync = in_sync
-        link.all_in_sync = not effects
+        link.all_in_sync = not differ
         return effects
 
     # -- timers ------------------------------------------------------------------

@@ -233,3 +233,64 @@ def test_a_kept_link_forgets_the_failures():
     a.known.by_address["b"].failures = 4
     net.link("a", "b")  # b keeps it: PEERS, then DIGEST
     assert a.known.by_address["b"].failures == 0
+
+
+# -- catch-up -----------------------------------------------------------------------
+
+
+class RecordingNet(Net):
+    """A Net that keeps every message delivered: (from, to, message)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[tuple[str, str, object]] = []
+
+    def _run(self, queue: deque[tuple[str, Effect]]) -> None:
+        wrapped: deque[tuple[str, Effect]] = deque()
+        for at, effect in queue:
+            if isinstance(effect, SendPeer) and effect.link in self.routes:
+                self.delivered.append((at, self.routes[effect.link].other, pw.decode(effect.data)))
+            wrapped.append((at, effect))
+        original_receive = {a: n.receive for a, n in self.nodes.items()}
+
+        def recording(address: str):
+            def receive(link: int, data: bytes, now: float) -> list[Effect]:
+                out = original_receive[address](link, data, now)
+                for effect in out:
+                    if isinstance(effect, SendPeer) and effect.link in self.routes:
+                        self.delivered.append((address, self.routes[effect.link].other, pw.decode(effect.data)))
+                return out
+
+            return receive
+
+        for address, node in self.nodes.items():
+            node.receive = recording(address)  # type: ignore[method-assign]
+        try:
+            super()._run(wrapped)
+        finally:
+            for address, node in self.nodes.items():
+                node.receive = original_receive[address]  # type: ignore[method-assign]
+
+
+def test_a_returning_peer_receives_what_it_missed_once():
+    """Both ends of a new link open with a round; the two rounds must not
+    each send the whole diff (nor a third round while one is under way)."""
+    net = RecordingNet()
+    a = net.add("a", quiet(push=False))
+    b = net.add("b", quiet(push=False))
+    net.perform("a", a.edit("doc", insert="shared text " * 50))
+    net.perform("b", b.edit("other", insert="b's own"))
+    net.link("a", "b")
+    assert a.root_digest() == b.root_digest()
+    first = [m for frm, to, m in net.delivered if frm == "a" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
+    assert len(first) == 1, [type(m).__name__ for _, _, m in net.delivered]
+    # b goes away; a changes 1%; b comes back.
+    for link_id, route in list(net.routes.items()):
+        if route.owner == "a":
+            net.perform("a", [CloseLink(link_id, "b stops")])
+    net.perform("a", a.edit("doc", insert="CHANGED", at=100))
+    net.delivered.clear()
+    net.link("b", "a")
+    assert a.documents["doc"].text == b.documents["doc"].text
+    diffs = [m for frm, to, m in net.delivered if to == "b" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
+    assert len(diffs) == 1, [(frm, type(m).__name__) for frm, _, m in net.delivered]
