@@ -595,10 +595,11 @@ class Node:
 
     def _ae_partners(self, count: int) -> list[Link]:
         """(3) The next *count* links of a pass over every link in random
-        order: each link gets a round once per pass, so an update crosses any
-        link within (number of links) rounds rather than after a random wait
-        with a long tail. A pass ends when it runs out; links opened during a
-        pass wait for the next one (each began with a round of its own)."""
+        order: each link gets a round once per pass, so with d links no link
+        waits more than 2d - 1 rounds (a random link per round has no such
+        bound, and a long tail). A pass ends when it runs out; links opened
+        during a pass wait for the next one (each began with a round of its
+        own)."""
         chosen: dict[LinkId, Link] = {}
         while len(chosen) < count:
             if not self._ae_order:
