@@ -21,6 +21,9 @@ class Known:
     next_dial: float = 0.0
     last_heard: float | None = None
     dialing: bool = False
+    # An address given to join through that has not answered yet: dialled
+    # even when the links are full (see Node._dial).
+    introducer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,7 @@ class KnownPeers:
         entry = self.by_address.get(address)
         if entry is not None:
             entry.dialing = False
+            entry.introducer = False  # it knows us now, and we have its sample
             entry.last_heard = now
 
     def succeeded(self, address: str, now: float) -> None:
@@ -98,6 +102,7 @@ class KnownPeers:
         entry = self.by_address.get(address)
         if entry is not None:
             entry.dialing = False
+            entry.introducer = False
             entry.failures = 0
             entry.last_heard = now
 

@@ -31,6 +31,9 @@ Invariants (numbers are cited in the code):
    closed once the new one is accepted), and a peer above it closes one, so
    that the links form a random graph rather than the neighbourhood of the
    peer each one joined through.
+6. An address given to join through is dialled, even when the links are
+   full, until it has answered once: otherwise peers that start together
+   can form groups that know nothing of each other.
 """
 
 from __future__ import annotations
@@ -187,6 +190,7 @@ class Node:
         self._ae_order: list[LinkId] = []  # links still due a round in this pass
         self._next_shuffle: float | None = None
         self._shuffle_to: str | None = None  # the address dialled to replace a link
+        self._introducers: set[str] = set()  # join addresses that have not answered yet (6)
         self._next_exchange = 0.0
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
@@ -244,6 +248,8 @@ class Node:
         entry = self.known.add(address)
         if entry is not None:
             entry.next_dial = now
+            entry.introducer = True
+            self._introducers.add(address)
         return self.tick(now)
 
     def restore_peers(self, peers: list[tuple[str, str]]) -> None:
@@ -646,12 +652,21 @@ class Node:
 
     def _dial(self, now: float) -> list[Effect]:
         slots = self._open_slots()
-        if slots <= 0:
+        if slots <= 0 and not self._introducers:
             return []
         candidates = self._dial_candidates(now)
         self.rng.shuffle(candidates)
+        chosen = candidates[: max(slots, 0)]
+        # (6) An address given to join through is dialled until it has
+        # answered once, even when the links are full: peers that start
+        # together can fill their links among themselves before their join
+        # address is up, and the network then stays split into groups that
+        # know nothing of each other. Once it has answered, it knows us and
+        # we have its sample of peers, and it is an address like any other.
+        self._introducers = {a for a in self._introducers if (k := self.known.by_address.get(a)) and k.introducer}
+        chosen += [k for k in candidates[max(slots, 0) :] if k.address in self._introducers]
         effects: list[Effect] = []
-        for entry in candidates[:slots]:
+        for entry in chosen:
             entry.dialing = True
             effects.append(Dial(entry.address))
         return effects

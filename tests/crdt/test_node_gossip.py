@@ -294,3 +294,27 @@ def test_a_returning_peer_receives_what_it_missed_once():
     assert a.documents["doc"].text == b.documents["doc"].text
     diffs = [m for frm, to, m in net.delivered if to == "b" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
     assert len(diffs) == 1, [(frm, type(m).__name__) for frm, _, m in net.delivered]
+
+
+# -- joining --------------------------------------------------------------------------
+
+
+def test_a_join_address_is_dialled_until_it_answers_even_with_full_links():
+    """A peer whose links filled up (others joined through it) before its
+    own join address was up still reaches that address once; after that the
+    address is like any other and a full peer does not dial it."""
+    net = Net()
+    a = net.add("a", quiet(active_target=1, active_max=2))
+    net.add("b", quiet())
+    net.link("b", "a")  # b joined through a: a's one link is taken
+    net.perform("a", a.join("c", net.now))  # c is not up yet
+    assert "c" not in net.neighbours("a")
+    net.add("c", quiet())
+    net.run_until(net.now + 60)  # the failed dial's backoff runs out
+    assert "c" in net.neighbours("a")
+    for link_id, route in list(net.routes.items()):
+        if route.owner == "a" and route.other == "c":
+            net.perform("a", [CloseLink(link_id, "test closes it")])
+    assert "c" not in net.neighbours("a")
+    net.run_until(net.now + 60)
+    assert "c" not in net.neighbours("a"), "a full peer dialled an ordinary known address"
