@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import pycrdt
 from common import ROOT, Row, exists, frame_update, not_measured, percentile, table, wait_sync
-from processes import TEST_NETWORK_KEY, Peer
+from processes import TEST_NETWORK_KEY, Peer, stop_process
 from yclient import YClient, read_varuint, wait_for
 
 # -- shared -------------------------------------------------------------------------
@@ -880,13 +880,8 @@ class HostPeer:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def _texts(agents: list[AgentProcess]) -> list[dict[str, Any]]:

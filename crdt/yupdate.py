@@ -135,6 +135,22 @@ def _varuint(data: bytes, pos: int) -> tuple[int, int]:
     raise RemoteProtocolError("integer too long")
 
 
+def _read_id(data: bytes, pos: int, ids: list[tuple[int, int]]) -> int:
+    """Append the (client, clock) id at *pos* to *ids*; return the position after it."""
+    client = data[pos]
+    if client < 0x80:
+        pos += 1
+    else:
+        client, pos = _varuint(data, pos)
+    clock = data[pos]
+    if clock < 0x80:
+        pos += 1
+    else:
+        clock, pos = _varuint(data, pos)
+    ids.append((client, clock))
+    return pos
+
+
 def _parse_update(data: bytes) -> UpdateInfo:
     info = UpdateInfo()
     refs: list[tuple[int, int]] = []
@@ -185,30 +201,10 @@ def _parse_update(data: bytes) -> UpdateInfo:
                 if ref == 10:
                     need = clock + length  # what was skipped must be known locally
             else:
-                if byte & _BIT8:
-                    c = data[pos]
-                    if c < 0x80:
-                        pos += 1
-                    else:
-                        c, pos = _varuint(data, pos)
-                    k = data[pos]
-                    if k < 0x80:
-                        pos += 1
-                    else:
-                        k, pos = _varuint(data, pos)
-                    refs.append((c, k))
-                if byte & _BIT7:
-                    c = data[pos]
-                    if c < 0x80:
-                        pos += 1
-                    else:
-                        c, pos = _varuint(data, pos)
-                    k = data[pos]
-                    if k < 0x80:
-                        pos += 1
-                    else:
-                        k, pos = _varuint(data, pos)
-                    refs.append((c, k))
+                if byte & _BIT8:  # origin
+                    pos = _read_id(data, pos, refs)
+                if byte & _BIT7:  # right origin
+                    pos = _read_id(data, pos, refs)
                 if not byte & (_BIT8 | _BIT7):
                     r = Reader(data, pos)
                     if r.read_varuint() == 1:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import TEST_NETWORK_KEY
+from processes import TEST_NETWORK_KEY, stop_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 HERE = Path(__file__).resolve().parent.parent
@@ -74,13 +74,8 @@ class Host:
         return proc.stdout if proc.returncode == 0 else None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def wait(predicate, what: str, timeout: float = 30.0) -> None:
