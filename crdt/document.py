@@ -16,6 +16,7 @@ Rules kept here:
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from pycrdt import Doc, Text, TransactionEvent
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError, is_crdt_error
 from crdt.yupdate import (
+    DeleteRanges,
     StateVector,
     UpdateInfo,
     decode_state_vector,
@@ -108,6 +110,7 @@ class Document:
         self._pending: list[_Pending] = []
         self._pending_bytes = 0
         self._digest: bytes | None = None
+        self._deletes: dict[int, tuple[list[int], list[int]]] | None = None  # client -> (starts, ends)
         self.size = 0  # bytes of the updates integrated so far (see MAX_DOCUMENT_BYTES)
         self.refused = 0  # buffered updates dropped because the CRDT refused them
         self.generation = 0  # grows with every change: lets callers cache what they derive
@@ -142,17 +145,46 @@ class Document:
         canonical form: deletions leave the state vector unchanged, and
         pycrdt's state-vector bytes are in hash-map order."""
         if self._digest is None:
-            # An update against our own state vector holds no structs, only
-            # the complete delete set: the cheap way to read it.
-            deletes = delete_set_of(self._doc.get_update(self._doc.get_state()))
             h = hashlib.blake2b(digest_size=16)
             h.update(self.name.encode())
             h.update(b"\0")
             h.update(encode_state_vector(self.state_vector()))
-            for client, clock, length in deletes:
+            for client, clock, length in self.delete_set():
                 h.update(b"%d:%d:%d;" % (client, clock, length))
             self._digest = h.digest()
         return self._digest
+
+    def delete_set(self) -> DeleteRanges:
+        """Every range this replica has deleted, sorted and merged."""
+        # An update against our own state vector holds no structs, only the
+        # complete delete set: the cheap way to read it.
+        return delete_set_of(self._doc.get_update(self._doc.get_state()))
+
+    def covers(self, ends: Iterable[tuple[int, int]], deletes: Iterable[tuple[int, int, int]]) -> bool:
+        """True when this replica has every client up to the clock given and
+        has deleted every range given (what an IHAVE names)."""
+        sv = self.state_vector() if self._sv is None else self._sv
+        if any(sv.get(client, 0) < clock for client, clock in ends):
+            return False
+        ranges = None
+        for client, clock, length in deletes:
+            if ranges is None:
+                ranges = self._delete_index()
+            starts, stops = ranges.get(client, ((), ()))
+            i = bisect_right(starts, clock) - 1  # the merged range that starts at or before clock
+            if i < 0 or stops[i] < clock + length:
+                return False
+        return True
+
+    def _delete_index(self) -> dict[int, tuple[list[int], list[int]]]:
+        if self._deletes is None:
+            index: dict[int, tuple[list[int], list[int]]] = {}
+            for client, clock, length in self.delete_set():
+                starts, stops = index.setdefault(client, ([], []))
+                starts.append(clock)
+                stops.append(clock + length)
+            self._deletes = index
+        return self._deletes
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -171,6 +203,7 @@ class Document:
         self._captured.clear()
         self._sv = None
         self._digest = None
+        self._deletes = None
         self.generation += 1
 
     def receive(self, update: bytes, origin: Origin) -> list[Change]:
@@ -373,4 +406,5 @@ class Document:
         self._captured.append(bytes(event.update))
         self._sv = None
         self._digest = None
+        self._deletes = None
         self.generation += 1

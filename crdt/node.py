@@ -11,9 +11,14 @@ Invariants (numbers are cited in the code):
 1. pycrdt only sees an update once its causes are local (``Document``'s
    gate); an update that waits too long triggers a state-vector sync with the
    link it came from.
-2. A change is pushed at once to every open link except the one it came from;
-   a duplicate changes nothing, produces no change, and so is not pushed on:
-   flooding ends by itself.
+2. A change is pushed at once over the *eager* links except the one it came
+   from, and named in an IHAVE over the *lazy* ones, batched every
+   ``lazy_interval`` (Plumtree). A link starts eager; an UPDATE that brings
+   nothing new makes it lazy at both ends (PRUNE), so the eager links thin
+   out to a tree and a change costs about one message per peer. A peer that
+   is still missing what an IHAVE named ``graft_after`` later asks that link
+   for it and makes it eager again (GRAFT): the tree mends itself where it
+   breaks. A duplicate changes nothing and so is not pushed on.
 3. Anti-entropy: every ``ae_interval``, at a phase drawn at random, the
    next link of a pass over all links in random order gets our root digest
    (a hash over every document's name, state vector and delete set). Equal
@@ -40,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from crdt import peerwire as pw
@@ -54,6 +59,11 @@ from crdt.ywire import decode_awareness
 LinkId = int
 _MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
 _SHUFFLED = "shuffle: replaced by a link to another peer"
+# Bounds on lazy-push bookkeeping. Past them a change is left to
+# anti-entropy rather than remembered: they only cost latency.
+_MAX_ANNOUNCED_DELETES = 1024  # delete ranges waiting in one document's IHAVE
+_MAX_MISSING = 1024  # documents with changes named by an IHAVE and not here yet
+_EMPTY_STATE_VECTOR = b"\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,8 @@ class Config:
     stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
     sync_timeout: float = 10.0  # a document's sync on a link counts as under way this long at most
     hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
+    lazy_interval: float = 0.2  # IHAVEs for the lazy links are sent in batches this often
+    graft_after: float = 0.1  # what an IHAVE named and has not come by then is asked for (GRAFT)
     backoff: Backoff = field(default_factory=Backoff)
     push: bool = True  # False leaves spreading to anti-entropy alone (to measure it)
 
@@ -131,6 +143,60 @@ def peer_origin(link: LinkId) -> tuple[str, int]:
     return ("peer", link)
 
 
+# -- lazy push ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Ids:
+    """Changes to one document, as an IHAVE names them: per client the clock
+    reached, and the deleted ranges (merged per client)."""
+
+    ends: dict[int, int] = field(default_factory=dict)
+    deletes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # client -> [(start, stop)]
+    delete_count: int = 0
+
+    def add(self, ends: Iterable[tuple[int, int]], deletes: Iterable[tuple[int, int, int]]) -> None:
+        for client, clock in ends:
+            if self.ends.get(client, 0) < clock:
+                self.ends[client] = clock
+        for client, clock, length in deletes:
+            ranges = self.deletes.setdefault(client, [])
+            start, stop = clock, clock + length
+            if ranges and start <= ranges[-1][1] and stop >= ranges[-1][0]:
+                # Touches the last range: typing deletes neighbours, forwards or backwards.
+                ranges[-1] = (min(start, ranges[-1][0]), max(stop, ranges[-1][1]))
+            elif self.delete_count < _MAX_ANNOUNCED_DELETES:
+                ranges.append((start, stop))
+                self.delete_count += 1
+            # else: anti-entropy brings the rest
+
+    def forget(self, ends: Iterable[tuple[int, int]]) -> None:
+        """The other side has these clocks: no need to name them."""
+        for client, clock in ends:
+            if self.ends.get(client, clock + 1) <= clock:
+                del self.ends[client]
+
+    def deletes_flat(self) -> list[tuple[int, int, int]]:
+        return [
+            (client, start, stop - start) for client, ranges in sorted(self.deletes.items()) for start, stop in ranges
+        ]
+
+    def message(self, name: str) -> pw.IHave:
+        return pw.IHave(name, tuple(sorted(self.ends.items())), tuple(self.deletes_flat()))
+
+    def __bool__(self) -> bool:
+        return bool(self.ends or self.deletes)
+
+
+@dataclass(slots=True)
+class _Missing:
+    """Changes named by IHAVEs that have not come yet."""
+
+    due: float  # when to ask for them
+    links: list[LinkId]  # the links that named them, first first
+    ids: _Ids
+
+
 # -- links -----------------------------------------------------------------------
 
 
@@ -160,6 +226,8 @@ class Link:
     # Documents whose anti-entropy sync is under way on this link: our
     # SYNC_STEP1 went out (when) and its SYNC_STEP2 has not come back.
     syncing: dict[str, float] = field(default_factory=dict)
+    eager: bool = True  # (2) changes are pushed here; else named in IHAVEs
+    announce: dict[str, _Ids] = field(default_factory=dict)  # the next IHAVEs, by document
 
     @property
     def ready(self) -> bool:
@@ -193,6 +261,8 @@ class Node:
         self._introducers: set[str] = set()  # join addresses that have not answered yet (6)
         self._next_exchange = 0.0
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
+        self._next_announce: float | None = None  # (2) when the batched IHAVEs go out
+        self._missing: dict[str, _Missing] = {}  # (2) named by IHAVEs, not here yet
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
         # Documents this peer cannot read back from its store: never created
         # anew from peers' data (that would bury the damaged copy).
@@ -221,25 +291,41 @@ class Node:
         self.document(name)
         return [SendPeer(link.id, pw.encode(self._digest_message())) for link in self._ready_links()]
 
-    def local_change(self, name: str, update: bytes, origin: object) -> list[Effect]:
-        """A change integrated here from a browser or a local edit: push it (2)."""
-        targets = [link for link in self._ready_links() if peer_origin(link.id) != origin]
-        if not self.config.push or not targets:
+    def local_change(self, name: str, update: bytes, origin: object, now: float) -> list[Effect]:
+        """A change integrated here (from a browser, a local edit or a peer):
+        push it on the eager links, name it to the lazy ones (2)."""
+        if not self.config.push:
             return []
-        data = pw.encode(pw.Update(name, update))
-        return [self._send(link, data) for link in targets]
+        effects: list[Effect] = []
+        data: bytes | None = None
+        info = None
+        for link in self.links.values():
+            if link.peer_id is None or peer_origin(link.id) == origin:
+                continue
+            if link.eager:
+                data = data or pw.encode(pw.Update(name, update))
+                effects.append(self._send(link, data))
+                continue
+            info = info or parse_update(update)
+            ends = [(client, end) for client, (_, end) in info.ranges.items()]
+            link.announce.setdefault(name, _Ids()).add(ends, info.deletes)
+            if self._next_announce is None:
+                self._next_announce = now + self.config.lazy_interval
+        return effects
 
     def local_awareness(self, name: str, update: bytes, exclude: LinkId | None = None) -> list[Effect]:
+        """Cursors follow the eager links (2): they reach every peer the
+        changes reach, without the duplicates of a flood."""
         data = pw.encode(pw.Awareness(name, update))
-        return [self._send(link, data) for link in self._ready_links() if link.id != exclude]
+        return [self._send(link, data) for link in self._ready_links() if link.id != exclude and link.eager]
 
-    def edit(self, name: str, *, insert: str = "", at: int = 0, delete: int = 0) -> list[Effect]:
+    def edit(self, name: str, now: float, *, insert: str = "", at: int = 0, delete: int = 0) -> list[Effect]:
         """Author an edit on this peer (import, tests, the simulator)."""
         doc = self.document(name)
         effects: list[Effect] = []
         for change in doc.edit("local", insert=insert, at=at, delete=delete):
             effects.append(DocChanged(name, change.update, "local"))
-            effects.extend(self.local_change(name, change.update, "local"))
+            effects.extend(self.local_change(name, change.update, "local", now))
         return effects
 
     # -- membership ----------------------------------------------------------
@@ -331,7 +417,7 @@ class Node:
                 link.ping_sent_at = None
             return []
         if isinstance(msg, pw.Update):
-            return self._on_update(link, msg.name, msg.update, now)
+            return self._on_update(link, msg.name, msg.update, now, pushed=True)
         if isinstance(msg, pw.SyncStep1):
             return self._on_step1(link, msg, now)
         if isinstance(msg, pw.SyncStep2):
@@ -351,6 +437,13 @@ class Node:
             if msg.name not in self.documents:
                 return []
             return [AwarenessIn(msg.name, msg.update, link.id)]
+        if isinstance(msg, pw.IHave):
+            return self._on_ihave(link, msg, now)
+        if isinstance(msg, pw.Prune):
+            link.eager = False
+            return []
+        if isinstance(msg, pw.Graft):
+            return self._on_graft(link, msg)
         if isinstance(msg, pw.Bye):
             if link.outbound:
                 # Not a failure of the network, but do not come straight back.
@@ -430,7 +523,7 @@ class Node:
             return []
         return [CloseLink(self.rng.choice(older).id, _SHUFFLED)]
 
-    def _on_update(self, link: Link, name: str, update: bytes, now: float) -> list[Effect]:
+    def _on_update(self, link: Link, name: str, update: bytes, now: float, pushed: bool = False) -> list[Effect]:
         if name in self.blocked:
             return []
         created = name not in self.documents
@@ -439,6 +532,7 @@ class Node:
         doc = self.document(name)
         origin = peer_origin(link.id)
         effects: list[Effect] = [DocCreated(name)] if created else []
+        waiting = doc.pending_count()
         try:
             changes = doc.receive(update, origin)
         except (BufferFull, Overlaps):
@@ -457,14 +551,78 @@ class Node:
             self._stuck.setdefault(name, now)
         else:
             self._stuck.pop(name, None)
-        effects.extend(self._spread(name, changes))
+        if pushed and link.eager and not changes and doc.pending_count() <= waiting:
+            # (2) Pushed to us, and we had it all: this link is not on the tree.
+            link.eager = False
+            effects.append(self._send(link, pw.encode(pw.Prune())))
+        effects.extend(self._spread(name, changes, now))
         return effects
 
-    def _spread(self, name: str, changes: list[Change]) -> list[Effect]:
+    def _spread(self, name: str, changes: list[Change], now: float) -> list[Effect]:
         effects: list[Effect] = []
         for change in changes:
             effects.append(DocChanged(name, change.update, change.origin))
-            effects.extend(self.local_change(name, change.update, change.origin))
+            effects.extend(self.local_change(name, change.update, change.origin, now))
+        return effects
+
+    def _on_ihave(self, link: Link, msg: pw.IHave, now: float) -> list[Effect]:
+        """(2) The other side has these changes: if they are not here by
+        ``graft_after``, :meth:`tick` asks it for them."""
+        ours = link.announce.get(msg.name)
+        if ours is not None:
+            ours.forget(msg.ends)  # no need to name to it what it has
+        if msg.name in self.blocked:
+            return []
+        doc = self.documents.get(msg.name)
+        if doc is not None and doc.covers(msg.ends, msg.deletes):
+            return []
+        missing = self._missing.get(msg.name)
+        if missing is None:
+            if len(self._missing) >= _MAX_MISSING:
+                return []  # anti-entropy will do
+            missing = self._missing[msg.name] = _Missing(now + self.config.graft_after, [], _Ids())
+        if link.id not in missing.links:
+            missing.links.append(link.id)
+        missing.ids.add(msg.ends, msg.deletes)
+        return []
+
+    def _on_graft(self, link: Link, msg: pw.Graft) -> list[Effect]:
+        """(2) The other side missed something we named: push here again,
+        and send it what it lacks."""
+        link.eager = True
+        doc = self.documents.get(msg.name)
+        if doc is None or msg.name in self.blocked:
+            return []
+        return [self._send(link, pw.encode(pw.SyncStep2(msg.name, doc.diff(msg.state_vector))))]
+
+    def _graft(self, now: float) -> list[Effect]:
+        """(2) Ask for what IHAVEs named and the eager links did not bring."""
+        effects: list[Effect] = []
+        for name, missing in list(self._missing.items()):
+            if now < missing.due:
+                continue
+            del self._missing[name]
+            doc = self.documents.get(name)
+            ids = missing.ids
+            if name in self.blocked or (doc is not None and doc.covers(ids.ends.items(), ids.deletes_flat())):
+                continue
+            link = next((self.links[i] for i in missing.links if i in self.links and self.links[i].ready), None)
+            if link is None:
+                continue  # those links are gone: anti-entropy will do
+            link.eager = True
+            sv = doc.encode_state_vector() if doc is not None else _EMPTY_STATE_VECTOR
+            effects.append(self._send(link, pw.encode(pw.Graft(name, sv))))
+        return effects
+
+    def _announce(self) -> list[Effect]:
+        """(2) The batched IHAVEs, one per document and lazy link."""
+        self._next_announce = None
+        effects: list[Effect] = []
+        for link in self._ready_links():
+            announce, link.announce = link.announce, {}
+            for name, ids in announce.items():
+                if ids:
+                    effects.append(self._send(link, pw.encode(ids.message(name))))
         return effects
 
     def _on_step1(self, link: Link, msg: pw.SyncStep1, now: float) -> list[Effect]:
@@ -555,6 +713,10 @@ class Node:
             sample = pw.Peers(tuple(self.known.sample(self.rng, 16, exclude=target.peer_id)))
             if sample.peers:
                 effects.append(self._send(target, pw.encode(sample)))
+        if self._next_announce is not None and now >= self._next_announce:
+            effects.extend(self._announce())
+        if self._missing:
+            effects.extend(self._graft(now))
         for name, since in list(self._stuck.items()):
             if now - since >= cfg.stuck_after and ready:
                 # (1) The causes never came: ask a link for everything we lack.
@@ -590,6 +752,10 @@ class Node:
             soonest = min(soonest, self._next_exchange)
         for since in self._stuck.values():
             soonest = min(soonest, since + cfg.stuck_after)
+        if self._next_announce is not None:
+            soonest = min(soonest, self._next_announce)
+        for missing in self._missing.values():
+            soonest = min(soonest, missing.due)
         if self._open_slots() > 0:
             candidates = self._dial_candidates(float("inf"))
             if candidates:
@@ -718,6 +884,7 @@ class Node:
                     "id": link.peer_id.hex(),
                     "address": link.listen or link.address,
                     "state": "suspected" if silent > self.config.suspect_after else "connected",
+                    "push": "eager" if link.eager else "lazy",
                     "direction": "outbound" if link.outbound else "inbound",
                     "last_heard": link.last_heard,
                     "rtt_ms": None if link.rtt is None else round(link.rtt * 1000, 2),

@@ -22,7 +22,7 @@ from crdt.lib0 import Reader, Writer
 from crdt.names import is_valid_name
 
 MAGIC = b"MSHP"
-VERSION = 1
+VERSION = 2  # 2 added IHAVE, PRUNE and GRAFT (lazy push)
 
 # Hard limits. Each is far above honest use and keeps one link from making a
 # peer allocate without bound.
@@ -31,6 +31,7 @@ MAX_ADDRESS_BYTES = 300  # host:port, a DNS name at most 253 bytes
 MAX_PEERS_PER_MESSAGE = 64  # peer exchange samples, not the whole view
 MAX_DIGEST_ENTRIES = 100_000  # documents listed in one DOC_DIGESTS
 MAX_REASON_BYTES = 200
+MAX_IHAVE_RANGES = 4096  # client ends and delete ranges named by one IHAVE
 PEER_ID_BYTES = 16
 HASH_BYTES = 16
 
@@ -49,6 +50,9 @@ class T:
     UPDATE = 9
     AWARENESS = 10
     BYE = 11
+    IHAVE = 12
+    PRUNE = 13
+    GRAFT = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,47 @@ class Bye:
     reason: str
 
 
-Message = Hello | Peers | Ping | Pong | Digest | DocDigests | SyncStep1 | SyncStep2 | Update | Awareness | Bye
+@dataclass(frozen=True, slots=True)
+class IHave:
+    """Changes to one document the sender has and did not push on this
+    (lazy) link: for each client the clock it has reached, and the ranges
+    the changes deleted (deletions leave clocks unchanged)."""
+
+    name: str
+    ends: tuple[tuple[int, int], ...]  # (client, clock)
+    deletes: tuple[tuple[int, int, int], ...]  # (client, clock, length)
+
+
+@dataclass(frozen=True, slots=True)
+class Prune:
+    """A pushed update came twice: push on this link lazily (IHAVE) from now on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Graft:
+    """Something an IHAVE named did not come: push on this link again, and
+    send what the state vector lacks (answered with SYNC_STEP2)."""
+
+    name: str
+    state_vector: bytes
+
+
+Message = (
+    Hello
+    | Peers
+    | Ping
+    | Pong
+    | Digest
+    | DocDigests
+    | SyncStep1
+    | SyncStep2
+    | Update
+    | Awareness
+    | Bye
+    | IHave
+    | Prune
+    | Graft
+)
 
 
 def _name(r: Reader) -> str:
@@ -188,6 +232,23 @@ def decode(frame: bytes) -> Message:
         msg = Awareness(_name(r), r.read_var_bytes())
     elif kind == T.BYE:
         msg = Bye(_bounded_string(r, MAX_REASON_BYTES, "reason"))
+    elif kind == T.IHAVE:
+        name = _name(r)
+        n = r.read_varuint()
+        if n > MAX_IHAVE_RANGES:
+            raise RemoteProtocolError("too many ranges in one IHAVE")
+        ends = tuple((r.read_varuint(), r.read_varuint()) for _ in range(n))
+        m = r.read_varuint()
+        if n + m > MAX_IHAVE_RANGES:
+            raise RemoteProtocolError("too many ranges in one IHAVE")
+        deletes = tuple((r.read_varuint(), r.read_varuint(), r.read_varuint()) for _ in range(m))
+        if any(length == 0 for _, _, length in deletes):
+            raise RemoteProtocolError("empty delete range in IHAVE")
+        msg = IHave(name, ends, deletes)
+    elif kind == T.PRUNE:
+        msg = Prune()
+    elif kind == T.GRAFT:
+        msg = Graft(_name(r), r.read_var_bytes())
     else:
         raise RemoteProtocolError(f"unknown message type {kind}")
     if not r.at_end():
@@ -243,7 +304,25 @@ def encode(msg: Message) -> bytes:
         w.write_varuint(T.AWARENESS)
         w.write_var_string(msg.name)
         w.write_var_bytes(msg.update)
-    else:
+    elif isinstance(msg, IHave):
+        w.write_varuint(T.IHAVE)
+        w.write_var_string(msg.name)
+        w.write_varuint(len(msg.ends))
+        for client, clock in msg.ends:
+            w.write_varuint(client)
+            w.write_varuint(clock)
+        w.write_varuint(len(msg.deletes))
+        for client, clock, length in msg.deletes:
+            w.write_varuint(client)
+            w.write_varuint(clock)
+            w.write_varuint(length)
+    elif isinstance(msg, Prune):
+        w.write_varuint(T.PRUNE)
+    elif isinstance(msg, Graft):
+        w.write_varuint(T.GRAFT)
+        w.write_var_string(msg.name)
+        w.write_var_bytes(msg.state_vector)
+    elif isinstance(msg, Bye):
         w.write_varuint(T.BYE)
         w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))
     return w.to_bytes()

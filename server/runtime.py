@@ -249,7 +249,7 @@ class Runtime:
         for name, updates in to_push.items():
             # In the order this replica applied them, so the merge is causal.
             update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-            pushes = self.gossip.local_change(name, update, None)
+            pushes = self.gossip.local_change(name, update, None, self.now())
             if pushes:
                 self.network(pushes)
 

@@ -229,3 +229,25 @@ def test_a_bad_buffered_update_does_not_swallow_the_change_that_released_it() ->
     assert [c.origin for c in changes] == ["alice"]
     assert replay([c.update for c in changes]) == doc.text == "hello"
     assert not doc.pending_from("mallory")
+
+
+def test_covers_names_clocks_and_deleted_ranges() -> None:
+    """What an IHAVE names is here when every client's clock is reached and
+    every range given is deleted here; a deletion leaves the state vector as
+    it was, so only the ranges tell it."""
+    author = Document("d", 5)
+    author.edit("me", insert="hello")
+    replica = Document("d", 6)
+    replica.receive(author.encode_state(), "peer")
+    assert replica.covers([(5, 5)], [])
+    assert not replica.covers([(5, 6)], [])
+    assert not replica.covers([(7, 1)], [])
+    assert replica.covers([], [])
+    (change,) = author.edit("me", at=1, delete=3)  # "hello" -> "ho": deletes clocks 1-3 of client 5
+    assert author.covers([(5, 5)], [(5, 1, 3)]) and author.covers([], [(5, 2, 1)])
+    assert replica.covers([(5, 5)], [])
+    assert not replica.covers([(5, 5)], [(5, 1, 3)])
+    replica.receive(change.update, "peer")
+    assert replica.covers([(5, 5)], [(5, 1, 3)]) and replica.covers([], [(5, 1, 1), (5, 3, 1)])
+    assert not replica.covers([], [(5, 0, 2)]) and not replica.covers([], [(5, 3, 2)])
+    assert not replica.covers([], [(6, 1, 1)])

@@ -1,5 +1,6 @@
-"""Anti-entropy partners and phase, link shuffling and the backoff against a
-busy peer, on ``Node``s joined by in-memory links (no sockets, no sleeps)."""
+"""Lazy push (Plumtree), anti-entropy partners and phase, link shuffling and
+the backoff against a busy peer, on ``Node``s joined by in-memory links (no
+sockets, no sleeps)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import itertools
 import random
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
+
+import pytest
 
 from crdt import peerwire as pw
-from crdt.node import CloseLink, Config, Dial, Effect, Node, SendPeer
+from crdt.node import CloseLink, Config, Dial, DocChanged, Effect, Link, Node, SendPeer
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Net:
         self._links = itertools.count(1)
         self._clients = itertools.count(1)
         self.closes: list[tuple[float, str, str, str]] = []  # (when, closing address, other, reason)
+        self.sent: list[tuple[str, str, pw.Message]] = []  # (from, to, message) of every frame delivered
 
     def add(self, address: str, config: Config, seed: int = 0) -> Node:
         peer_id = address.encode().ljust(16, b"\0")
@@ -58,6 +63,7 @@ class Net:
             if isinstance(effect, SendPeer):
                 route = self.routes.get(effect.link)
                 if route is not None and route.other_link in self.routes:
+                    self.sent.append((at, route.other, pw.decode(effect.data)))
                     out = self.nodes[route.other].receive(route.other_link, effect.data, self.now)
                     queue.extend((route.other, e) for e in out)
             elif isinstance(effect, Dial):
@@ -80,6 +86,16 @@ class Net:
             self.now = round(self.now + step, 6)
             for address, node in list(self.nodes.items()):
                 self.perform(address, node.tick(self.now))
+
+    def close(self, address: str, other: str) -> None:
+        """Close the link between *address* and *other* (as a lost connection)."""
+        link = next(lid for lid, r in self.routes.items() if r.owner == address and r.other == other)
+        self.perform(address, [CloseLink(link, "cut")])
+
+    def link_to(self, address: str, other: str) -> Link:
+        """*address*'s side of its link to *other*."""
+        lid = next(lid for lid, r in self.routes.items() if r.owner == address and r.other == other)
+        return self.nodes[address].links[lid]
 
     def neighbours(self, address: str) -> set[str]:
         return {
@@ -105,6 +121,113 @@ def quiet(**changes: object) -> Config:
 
 def digests_sent(effects: list[Effect]) -> list[int]:
     return [e.link for e in effects if isinstance(e, SendPeer) and isinstance(pw.decode(e.data), pw.Digest)]
+
+
+def sent(net: Net, kind: type) -> list[tuple[str, str, pw.Message]]:
+    return [entry for entry in net.sent if isinstance(entry[2], kind)]
+
+
+# -- lazy push --------------------------------------------------------------------
+
+
+def clique(names: str) -> Net:
+    """Every pair of the nodes linked; no anti-entropy, so what arrives came by push."""
+    net = Net()
+    for name in names:
+        net.add(name, quiet())
+    for i, name in enumerate(names):
+        for other in names[i + 1 :]:
+            net.link(name, other)
+    return net
+
+
+def texts(net: Net, name: str = "doc") -> dict[str, str]:
+    return {address: node.documents[name].text if name in node.documents else "" for address, node in net.nodes.items()}
+
+
+def test_duplicates_prune_a_flood_down_to_a_tree():
+    """The first change floods the five-peer clique (4 + 4 × 3 UPDATEs) and
+    every duplicate prunes its link; from then on a change costs one UPDATE
+    per other peer, whoever makes it."""
+    net = clique("abcde")
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="first"))
+    assert len(sent(net, pw.Update)) == 16
+    assert set(texts(net).values()) == {"first"}
+    eager = {(x, y) for x in "abcde" for y in "abcde" if x != y and net.link_to(x, y).eager}
+    assert len(eager) == 2 * 4, eager  # a tree over five peers, seen from both ends
+    for author in "acd":
+        net.sent.clear()
+        node = net.nodes[author]
+        net.perform(author, node.edit("doc", net.now, insert=author, at=0))
+        assert len(sent(net, pw.Update)) == 4
+        assert len(set(texts(net).values())) == 1
+    assert not sent(net, pw.Prune)
+
+
+@pytest.mark.parametrize("change", [{"insert": "!", "at": 11}, {"delete": 6, "at": 0}], ids=["insert", "delete"])
+def test_a_broken_tree_mends_through_ihave_and_graft(change: dict[str, Any]) -> None:
+    """With the eager link a–c cut, c hears of a's next change in an IHAVE
+    from a lazy link, asks that link for it (GRAFT), gets it, and that link
+    is eager from then on. A deletion (which leaves state vectors as they
+    were) is named by its range and mends the same way."""
+    net = clique("abcd")
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="hello world"))
+    assert net.link_to("a", "c").eager and not net.link_to("b", "c").eager
+    net.close("a", "c")
+    net.sent.clear()
+    net.perform("a", net.nodes["a"].edit("doc", net.now, **change))
+    assert texts(net)["c"] == "hello world" != texts(net)["a"]
+    net.run_until(0.5)  # lazy_interval + graft_after = 0.3 s; no anti-entropy here
+    assert len(set(texts(net).values())) == 1, texts(net)
+    assert any(y == "c" for _, y, _ in sent(net, pw.IHave))
+    [(asker, grafted)] = [(x, y) for x, y, _ in sent(net, pw.Graft)]
+    assert asker == "c"
+    assert net.link_to("c", grafted).eager and net.link_to(grafted, "c").eager
+    net.sent.clear()
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="?"))
+    assert len(set(texts(net).values())) == 1  # pushed along the mended tree at once
+    assert not sent(net, pw.Graft)
+
+
+def test_an_ihave_for_what_is_here_asks_for_nothing():
+    net = clique("abc")
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="x"))
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="y"))
+    net.run_until(1.0)
+    ihaves = sent(net, pw.IHave)
+    assert ihaves  # b and c are lazy to each other and both had a's changes
+    assert not sent(net, pw.Graft)
+
+
+def test_an_update_that_waits_for_its_causes_does_not_prune():
+    """Only an UPDATE that brought nothing new prunes its link: one that
+    has to wait in the causal buffer is news."""
+    net = Net()
+    a = net.add("a", quiet())
+    b = net.add("b", quiet())
+    link = net.link("a", "b")
+    source = Node(b"s".ljust(16, b"\0"), "s", random.Random(1), lambda: 99, quiet())
+    first = [e for e in source.edit("doc", 0.0, insert="one") if isinstance(e, DocChanged)]
+    second = [e for e in source.edit("doc", 0.0, insert="two", at=3) if isinstance(e, DocChanged)]
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", second[0].update)))])
+    assert not sent(net, pw.Prune) and net.link_to("a", "b").eager
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first[0].update)))])
+    assert b.documents["doc"].text == "onetwo"
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first[0].update)))])
+    assert [(x, y) for x, y, _ in sent(net, pw.Prune)] == [("b", "a")]
+    assert not net.link_to("a", "b").eager and not net.link_to("b", "a").eager
+    assert a.documents == {}
+
+
+def test_cursors_follow_the_eager_links():
+    """Once a's change has pruned the clique to a star around a, b's cursor
+    goes to a alone (which relays it), not to all three neighbours."""
+    net = clique("abcd")
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="x"))
+    net.sent.clear()
+    awareness = bytes([1, 7, 1, 2]) + b"{}"  # one client, clock 1, state "{}"
+    net.perform("b", net.nodes["b"].local_awareness("doc", awareness))
+    assert [(x, y) for x, y, _ in sent(net, pw.Awareness)] == [("b", "a")]
 
 
 # -- anti-entropy ---------------------------------------------------------------
@@ -156,8 +279,8 @@ def test_a_round_leaves_both_sides_with_the_union():
     a = net.add("a", quiet(push=False))
     b = net.add("b", quiet(push=False))
     link = net.link("a", "b")
-    net.perform("a", a.edit("doc", insert="from a"))
-    net.perform("b", b.edit("doc", insert="from b "))
+    net.perform("a", a.edit("doc", net.now, insert="from a"))
+    net.perform("b", b.edit("doc", net.now, insert="from b "))
     assert a.root_digest() != b.root_digest()
     net.perform("a", [SendPeer(link, pw.encode(pw.Digest(a.root_digest(), len(a.documents))))])
     assert a.documents["doc"].text == b.documents["doc"].text
@@ -278,8 +401,8 @@ def test_a_returning_peer_receives_what_it_missed_once():
     net = RecordingNet()
     a = net.add("a", quiet(push=False))
     b = net.add("b", quiet(push=False))
-    net.perform("a", a.edit("doc", insert="shared text " * 50))
-    net.perform("b", b.edit("other", insert="b's own"))
+    net.perform("a", a.edit("doc", net.now, insert="shared text " * 50))
+    net.perform("b", b.edit("other", net.now, insert="b's own"))
     net.link("a", "b")
     assert a.root_digest() == b.root_digest()
     first = [m for frm, to, m in net.delivered if frm == "a" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
@@ -288,7 +411,7 @@ def test_a_returning_peer_receives_what_it_missed_once():
     for link_id, route in list(net.routes.items()):
         if route.owner == "a":
             net.perform("a", [CloseLink(link_id, "b stops")])
-    net.perform("a", a.edit("doc", insert="CHANGED", at=100))
+    net.perform("a", a.edit("doc", net.now, insert="CHANGED", at=100))
     net.delivered.clear()
     net.link("b", "a")
     assert a.documents["doc"].text == b.documents["doc"].text

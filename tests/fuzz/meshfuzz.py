@@ -430,6 +430,14 @@ def messages(own_peer_id: bytes | None = None) -> st.SearchStrategy[pw.Message]:
         st.builds(pw.Update, names, update_bytes),
         st.builds(pw.Awareness, names, aw_bytes),
         st.builds(pw.Bye, st.text(max_size=60).filter(lambda s: len(s.encode()) <= pw.MAX_REASON_BYTES)),
+        st.builds(
+            pw.IHave,
+            names,
+            st.lists(st.tuples(uint56, uint56), max_size=6).map(tuple),
+            st.lists(st.tuples(uint56, uint56, st.integers(1, 2**56 - 1)), max_size=6).map(tuple),
+        ),
+        st.just(pw.Prune()),
+        st.builds(pw.Graft, names, sv_bytes),
     )
 
 
@@ -447,6 +455,9 @@ def one_of_each_type() -> list[pw.Message]:
         pw.Update(DOC_NAME, text_updates()[1]),
         pw.Awareness(DOC_NAME, awareness_updates()[0]),
         pw.Bye("bye"),
+        pw.IHave(DOC_NAME, ((5, 3), (7, 1)), ((5, 1, 2),)),
+        pw.Prune(),
+        pw.Graft(DOC_NAME, state_vectors()[2]),
     ]
 
 
@@ -455,13 +466,15 @@ def with_inner(msg: pw.Message, inner: bytes) -> pw.Message:
     awareness update) replaced."""
     if isinstance(msg, pw.SyncStep1):
         return pw.SyncStep1(msg.name, inner, msg.reply_step1)
+    if isinstance(msg, pw.Graft):
+        return pw.Graft(msg.name, inner)
     if isinstance(msg, (pw.SyncStep2, pw.Update, pw.Awareness)):
         return type(msg)(msg.name, inner)
     return msg
 
 
 def inner_offsets(msg: pw.Message) -> tuple[int, ...]:
-    if isinstance(msg, pw.SyncStep1):
+    if isinstance(msg, (pw.SyncStep1, pw.Graft)):
         return _try_offsets(yupdate, yupdate.decode_state_vector, msg.state_vector)
     if isinstance(msg, (pw.SyncStep2, pw.Update)):
         return _try_offsets(yupdate, yupdate.parse_update, msg.update)
@@ -478,7 +491,7 @@ def _try_offsets(module: ModuleType, decode: Callable[[bytes], object], data: by
 
 
 def inner_of(msg: pw.Message) -> bytes | None:
-    if isinstance(msg, pw.SyncStep1):
+    if isinstance(msg, (pw.SyncStep1, pw.Graft)):
         return msg.state_vector
     if isinstance(msg, (pw.SyncStep2, pw.Update, pw.Awareness)):
         return msg.update
@@ -554,12 +567,25 @@ def gen_update(rng: random.Random) -> bytes:
 
 def gen_message(rng: random.Random, peer_id: bytes | None = None, doc_only: bool = False) -> pw.Message:
     """A valid peer message (*doc_only*: one of those that touch documents)."""
-    kinds = [pw.Update, pw.SyncStep2, pw.SyncStep1, pw.Awareness, pw.Digest, pw.DocDigests]
+    kinds = [pw.Update, pw.SyncStep2, pw.SyncStep1, pw.Awareness, pw.Digest, pw.DocDigests, pw.IHave, pw.Graft]
     if not doc_only:
-        kinds += [pw.Hello, pw.Peers, pw.Ping, pw.Pong, pw.Bye]
+        kinds += [pw.Hello, pw.Peers, pw.Ping, pw.Pong, pw.Bye, pw.Prune]
     kind = rng.choice(kinds)
     if kind in (pw.Update, pw.SyncStep2):
         return kind(gen_name(rng), gen_update(rng))
+    if kind is pw.IHave:
+        clients = [1, 2, 3, gen_uint(rng)]
+        ends = tuple(
+            (rng.choice(clients), gen_uint(rng) if rng.random() < 0.2 else rng.randrange(50))
+            for _ in range(rng.randrange(3))
+        )
+        deletes = tuple((rng.choice(clients), rng.randrange(50), rng.randrange(1, 10)) for _ in range(rng.randrange(3)))
+        return pw.IHave(gen_name(rng), ends, deletes)
+    if kind is pw.Prune:
+        return pw.Prune()
+    if kind is pw.Graft:
+        sv = rng.choice(state_vectors()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
+        return pw.Graft(gen_name(rng), sv)
     if kind is pw.SyncStep1:
         sv = rng.choice(state_vectors()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
         return pw.SyncStep1(gen_name(rng), sv, rng.random() < 0.5)
@@ -588,7 +614,7 @@ def gen_peer_frame(rng: random.Random, peer_id: bytes | None = None, doc_only: b
     if r < 0.12:
         return rng.randbytes(rng.randrange(64))
     if r < 0.18:
-        kind = rng.choice([*range(13), *INTERESTING[:12]])
+        kind = rng.choice([*range(16), *INTERESTING[:12]])
         return encode_varuint(kind) + encode_varuint(rng.choice(INTERESTING)) + rng.randbytes(rng.randrange(40))
     msg = gen_message(rng, peer_id, doc_only)
     if r < 0.35:

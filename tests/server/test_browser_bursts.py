@@ -111,7 +111,7 @@ async def test_changes_from_many_browsers_make_one_push_per_document(client, mon
     await runtime.session("many")
     pushed: list[tuple[str, bytes]] = []
 
-    def local_change(name: str, update: bytes, origin: object) -> list:
+    def local_change(name: str, update: bytes, origin: object, now: float) -> list:
         pushed.append((name, update))
         return []
 

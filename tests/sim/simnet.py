@@ -128,16 +128,16 @@ class SimNetwork:
         text = node.document(name).text
         if text and self.rng.random() < 0.3:
             at = self.rng.randrange(len(text))
-            effects = node.edit(name, at=at, delete=min(len(text) - at, self.rng.randint(1, 4)))
+            effects = node.edit(name, self.now, at=at, delete=min(len(text) - at, self.rng.randint(1, 4)))
         else:
             word = self.rng.choice(["a", "bc", "déf", "😀", "\n", "xyz "])
-            effects = node.edit(name, at=self.rng.randint(0, len(text)), insert=word)
+            effects = node.edit(name, self.now, at=self.rng.randint(0, len(text)), insert=word)
         self._perform(self.peers[i], effects)
 
     def author(self, i: int, name: str, text: str) -> None:
         """Node i appends *text* to its replica of *name* (creating it)."""
         node = self._node(i)
-        self._perform(self.peers[i], node.edit(name, insert=text, at=len(node.document(name).text)))
+        self._perform(self.peers[i], node.edit(name, self.now, insert=text, at=len(node.document(name).text)))
 
     def crash(self, i: int) -> None:
         peer = self.peers[i]
