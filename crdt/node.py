@@ -227,6 +227,7 @@ class Link:
     # SYNC_STEP1 went out (when) and its SYNC_STEP2 has not come back.
     syncing: dict[str, float] = field(default_factory=dict)
     eager: bool = True  # (2) changes are pushed here; else named in IHAVEs
+    carried: bool = False  # an UPDATE went either way here: the link has been on the tree
     announce: dict[str, _Ids] = field(default_factory=dict)  # the next IHAVEs, by document
 
     @property
@@ -304,6 +305,7 @@ class Node:
                 continue
             if link.eager:
                 data = data or pw.encode(pw.Update(name, update))
+                link.carried = True
                 effects.append(self._send(link, data))
                 continue
             info = info or parse_update(update)
@@ -382,13 +384,24 @@ class Node:
                 entry.dialing = False
                 # Keep a longer wait set by a BYE; else come back soon.
                 entry.next_dial = max(entry.next_dial, now + self.config.backoff.delay(entry.failures, self.rng))
+        effects: list[Effect] = []
+        if link.ready and link.eager and link.carried:
+            # (2) A link of the tree is gone, and the peers beyond it may
+            # now be cut off from changes made on this side (and we from
+            # theirs): every link is eager again, at both ends, until the
+            # next changes prune the tree anew. Waiting for an IHAVE to
+            # reveal the gap would cost a change lazy_interval + graft_after.
+            for other in self._ready_links():
+                if not other.eager:
+                    other.eager = True
+                    effects.append(self._send(other, pw.encode(pw.Graft(()))))
         origin = peer_origin(link_id)
         for name in list(self._stuck):
             doc = self.documents[name]
             doc.drop_pending(origin)
             if doc.pending_count() == 0:
                 del self._stuck[name]
-        return self.tick(now)
+        return effects + self.tick(now)
 
     def receive(self, link_id: LinkId, data: bytes, now: float) -> list[Effect]:
         """One frame from a link. Raises RemoteProtocolError for anything the
@@ -533,6 +546,7 @@ class Node:
         origin = peer_origin(link.id)
         effects: list[Effect] = [DocCreated(name)] if created else []
         waiting = doc.pending_count()
+        link.carried = link.carried or pushed
         try:
             changes = doc.receive(update, origin)
         except (BufferFull, Overlaps):
@@ -587,17 +601,19 @@ class Node:
         return []
 
     def _on_graft(self, link: Link, msg: pw.Graft) -> list[Effect]:
-        """(2) The other side missed something we named: push here again,
-        and send it what it lacks."""
+        """(2) Push here again; send what the other side lacks of the
+        documents it names (an IHAVE named them and they did not come)."""
         link.eager = True
-        doc = self.documents.get(msg.name)
-        if doc is None or msg.name in self.blocked:
-            return []
-        return [self._send(link, pw.encode(pw.SyncStep2(msg.name, doc.diff(msg.state_vector))))]
+        effects: list[Effect] = []
+        for name, state_vector in msg.documents:
+            doc = self.documents.get(name)
+            if doc is not None and name not in self.blocked:
+                effects.append(self._send(link, pw.encode(pw.SyncStep2(name, doc.diff(state_vector)))))
+        return effects
 
     def _graft(self, now: float) -> list[Effect]:
         """(2) Ask for what IHAVEs named and the eager links did not bring."""
-        effects: list[Effect] = []
+        asks: dict[LinkId, list[tuple[str, bytes]]] = {}
         for name, missing in list(self._missing.items()):
             if now < missing.due:
                 continue
@@ -611,8 +627,8 @@ class Node:
                 continue  # those links are gone: anti-entropy will do
             link.eager = True
             sv = doc.encode_state_vector() if doc is not None else _EMPTY_STATE_VECTOR
-            effects.append(self._send(link, pw.encode(pw.Graft(name, sv))))
-        return effects
+            asks.setdefault(link.id, []).append((name, sv))
+        return [self._send(self.links[i], pw.encode(pw.Graft(tuple(docs)))) for i, docs in asks.items()]
 
     def _announce(self) -> list[Effect]:
         """(2) The batched IHAVEs, one per document and lazy link."""

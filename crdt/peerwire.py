@@ -32,6 +32,7 @@ MAX_PEERS_PER_MESSAGE = 64  # peer exchange samples, not the whole view
 MAX_DIGEST_ENTRIES = 100_000  # documents listed in one DOC_DIGESTS
 MAX_REASON_BYTES = 200
 MAX_IHAVE_RANGES = 4096  # client ends and delete ranges named by one IHAVE
+MAX_GRAFT_DOCUMENTS = 1024  # documents asked for in one GRAFT
 PEER_ID_BYTES = 16
 HASH_BYTES = 16
 
@@ -137,11 +138,10 @@ class Prune:
 
 @dataclass(frozen=True, slots=True)
 class Graft:
-    """Something an IHAVE named did not come: push on this link again, and
-    send what the state vector lacks (answered with SYNC_STEP2)."""
+    """Push on this link again. For each document listed (something an IHAVE
+    named did not come) send what the state vector lacks, as SYNC_STEP2."""
 
-    name: str
-    state_vector: bytes
+    documents: tuple[tuple[str, bytes], ...]  # (name, state vector)
 
 
 Message = (
@@ -248,7 +248,10 @@ def decode(frame: bytes) -> Message:
     elif kind == T.PRUNE:
         msg = Prune()
     elif kind == T.GRAFT:
-        msg = Graft(_name(r), r.read_var_bytes())
+        n = r.read_varuint()
+        if n > MAX_GRAFT_DOCUMENTS:
+            raise RemoteProtocolError("too many documents in one GRAFT")
+        msg = Graft(tuple((_name(r), r.read_var_bytes()) for _ in range(n)))
     else:
         raise RemoteProtocolError(f"unknown message type {kind}")
     if not r.at_end():
@@ -320,8 +323,10 @@ def encode(msg: Message) -> bytes:
         w.write_varuint(T.PRUNE)
     elif isinstance(msg, Graft):
         w.write_varuint(T.GRAFT)
-        w.write_var_string(msg.name)
-        w.write_var_bytes(msg.state_vector)
+        w.write_varuint(len(msg.documents))
+        for name, state_vector in msg.documents:
+            w.write_var_string(name)
+            w.write_var_bytes(state_vector)
     elif isinstance(msg, Bye):
         w.write_varuint(T.BYE)
         w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))

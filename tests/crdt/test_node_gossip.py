@@ -164,16 +164,25 @@ def test_duplicates_prune_a_flood_down_to_a_tree():
     assert not sent(net, pw.Prune)
 
 
+def prune(net: Net, address: str, other: str) -> None:
+    """*address* prunes its link to *other*, as after a duplicate from it."""
+    net.link_to(address, other).eager = False
+    lid = next(lid for lid, r in net.routes.items() if r.owner == address and r.other == other)
+    net.perform(address, [SendPeer(lid, pw.encode(pw.Prune()))])
+
+
 @pytest.mark.parametrize("change", [{"insert": "!", "at": 11}, {"delete": 6, "at": 0}], ids=["insert", "delete"])
-def test_a_broken_tree_mends_through_ihave_and_graft(change: dict[str, Any]) -> None:
-    """With the eager link a–c cut, c hears of a's next change in an IHAVE
-    from a lazy link, asks that link for it (GRAFT), gets it, and that link
-    is eager from then on. A deletion (which leaves state vectors as they
-    were) is named by its range and mends the same way."""
+def test_a_peer_left_off_the_tree_grafts_what_an_ihave_names(change: dict[str, Any]) -> None:
+    """c's every link is lazy (pruned by changes from several sources, say):
+    it hears of a's next change in an IHAVE, asks that link for it (GRAFT)
+    when it has not come 0.1 s later, gets it, and that link is eager from
+    then on. A deletion (which leaves state vectors as they were) is named
+    by its range and mends the same way."""
     net = clique("abcd")
     net.perform("a", net.nodes["a"].edit("doc", net.now, insert="hello world"))
     assert net.link_to("a", "c").eager and not net.link_to("b", "c").eager
-    net.close("a", "c")
+    prune(net, "c", "a")
+    assert not any(net.link_to("c", x).eager or net.link_to(x, "c").eager for x in "abd")
     net.sent.clear()
     net.perform("a", net.nodes["a"].edit("doc", net.now, **change))
     assert texts(net)["c"] == "hello world" != texts(net)["a"]
@@ -187,6 +196,21 @@ def test_a_broken_tree_mends_through_ihave_and_graft(change: dict[str, Any]) -> 
     net.perform("a", net.nodes["a"].edit("doc", net.now, insert="?"))
     assert len(set(texts(net).values())) == 1  # pushed along the mended tree at once
     assert not sent(net, pw.Graft)
+
+
+def test_losing_a_link_of_the_tree_makes_every_link_eager_again():
+    """When the eager link a–c closes, both ends graft all their lazy links
+    at once: a's next change reaches c without waiting for an IHAVE, and its
+    duplicates prune a new tree."""
+    net = clique("abcd")
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="hello"))
+    net.sent.clear()
+    net.close("a", "c")
+    assert sorted(x for x, _, m in sent(net, pw.Graft) if m == pw.Graft(())) == ["c", "c"]  # a had no lazy link
+    assert all(net.link_to("c", x).eager and net.link_to(x, "c").eager for x in "bd")
+    net.perform("a", net.nodes["a"].edit("doc", net.now, insert="!", at=5))
+    assert set(texts(net).values()) == {"hello!"}
+    assert sent(net, pw.Prune)  # c heard it from b and from d
 
 
 def test_an_ihave_for_what_is_here_asks_for_nothing():

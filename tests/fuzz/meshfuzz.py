@@ -437,7 +437,7 @@ def messages(own_peer_id: bytes | None = None) -> st.SearchStrategy[pw.Message]:
             st.lists(st.tuples(uint56, uint56, st.integers(1, 2**56 - 1)), max_size=6).map(tuple),
         ),
         st.just(pw.Prune()),
-        st.builds(pw.Graft, names, sv_bytes),
+        st.builds(pw.Graft, st.lists(st.tuples(names, sv_bytes), max_size=3).map(tuple)),
     )
 
 
@@ -457,7 +457,7 @@ def one_of_each_type() -> list[pw.Message]:
         pw.Bye("bye"),
         pw.IHave(DOC_NAME, ((5, 3), (7, 1)), ((5, 1, 2),)),
         pw.Prune(),
-        pw.Graft(DOC_NAME, state_vectors()[2]),
+        pw.Graft(((DOC_NAME, state_vectors()[2]),)),
     ]
 
 
@@ -466,16 +466,18 @@ def with_inner(msg: pw.Message, inner: bytes) -> pw.Message:
     awareness update) replaced."""
     if isinstance(msg, pw.SyncStep1):
         return pw.SyncStep1(msg.name, inner, msg.reply_step1)
-    if isinstance(msg, pw.Graft):
-        return pw.Graft(msg.name, inner)
+    if isinstance(msg, pw.Graft) and msg.documents:
+        return pw.Graft(((msg.documents[0][0], inner), *msg.documents[1:]))
     if isinstance(msg, (pw.SyncStep2, pw.Update, pw.Awareness)):
         return type(msg)(msg.name, inner)
     return msg
 
 
 def inner_offsets(msg: pw.Message) -> tuple[int, ...]:
-    if isinstance(msg, (pw.SyncStep1, pw.Graft)):
+    if isinstance(msg, pw.SyncStep1):
         return _try_offsets(yupdate, yupdate.decode_state_vector, msg.state_vector)
+    if isinstance(msg, pw.Graft) and msg.documents:
+        return _try_offsets(yupdate, yupdate.decode_state_vector, msg.documents[0][1])
     if isinstance(msg, (pw.SyncStep2, pw.Update)):
         return _try_offsets(yupdate, yupdate.parse_update, msg.update)
     if isinstance(msg, pw.Awareness):
@@ -491,8 +493,10 @@ def _try_offsets(module: ModuleType, decode: Callable[[bytes], object], data: by
 
 
 def inner_of(msg: pw.Message) -> bytes | None:
-    if isinstance(msg, (pw.SyncStep1, pw.Graft)):
+    if isinstance(msg, pw.SyncStep1):
         return msg.state_vector
+    if isinstance(msg, pw.Graft) and msg.documents:
+        return msg.documents[0][1]
     if isinstance(msg, (pw.SyncStep2, pw.Update, pw.Awareness)):
         return msg.update
     return None
@@ -584,8 +588,11 @@ def gen_message(rng: random.Random, peer_id: bytes | None = None, doc_only: bool
     if kind is pw.Prune:
         return pw.Prune()
     if kind is pw.Graft:
-        sv = rng.choice(state_vectors()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
-        return pw.Graft(gen_name(rng), sv)
+        docs = []
+        for _ in range(rng.randrange(3)):
+            sv = rng.choice(state_vectors()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
+            docs.append((gen_name(rng), sv))
+        return pw.Graft(tuple(docs))
     if kind is pw.SyncStep1:
         sv = rng.choice(state_vectors()) if rng.random() < 0.85 else rng.randbytes(rng.randrange(20))
         return pw.SyncStep1(gen_name(rng), sv, rng.random() < 0.5)
