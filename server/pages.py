@@ -181,6 +181,7 @@ async def healthz(request: web.Request) -> web.Response:
         "documents": len(runtime.catalog),
         "connections": len(runtime.connections),
         "store_backlog": store.backlog(),
+        "store_commits": store.batches,
         "frames_refused": runtime.frames_refused,
         "peer_links_refused": request.app[PEERING].refused,
         "peer_links_banned": request.app[PEERING].bans.refused,
