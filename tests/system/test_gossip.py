@@ -84,7 +84,14 @@ async def test_join_through_one_address_replicates_everywhere(cluster):
         await wait_for(lambda: 501 not in on_c.present(), timeout=3, what="bea's cursor gone on c")
         await on_c.close()
     rows = get(a, "/api/peers")
-    assert {"id", "address", "state", "rtt_ms", "bytes_in", "bytes_out", "in_sync"} <= set(rows[0])
+    assert {"id", "address", "state", "push", "rtt_ms", "bytes_in", "bytes_out", "in_sync"} <= set(rows[0])
+
+    # b's edit went out on its three links and each peer passed it on: the
+    # copies that came twice pruned links, and pushes now take a tree.
+    def eager_ends() -> int:
+        return sum(r["push"] == "eager" for p in peers for r in get(p, "/api/peers") if r["state"] == "connected")
+
+    await wait_for(lambda: eager_ends() < 12, timeout=5, what="some of the 12 link ends lazy")
 
 
 async def test_kill_9_pause_and_restart(cluster):
