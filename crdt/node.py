@@ -15,10 +15,13 @@ Invariants (numbers are cited in the code):
    from, and named in an IHAVE over the *lazy* ones, batched every
    ``lazy_interval`` (Plumtree). A link starts eager; an UPDATE that brings
    nothing new makes it lazy at both ends (PRUNE), so the eager links thin
-   out to a tree and a change costs about one message per peer. A peer that
-   is still missing what an IHAVE named ``graft_after`` later asks that link
-   for it and makes it eager again (GRAFT): the tree mends itself where it
-   breaks. A duplicate changes nothing and so is not pushed on.
+   out to a tree and a change costs about one message per peer (what came
+   first by anti-entropy does not count as a duplicate, and a peer keeps its
+   last eager link). A peer that is still missing what an IHAVE named
+   ``graft_after`` later asks that link for it and makes it eager again
+   (GRAFT): the tree mends itself where it breaks; a lazy link that names
+   changes well before the eager copy comes replaces the eager one. A
+   duplicate changes nothing and so is not pushed on.
 3. Anti-entropy: every ``ae_interval``, at a phase drawn at random, the
    next link of a pass over all links in random order gets our root digest
    (a hash over every document's name, state vector and delete set). Equal
@@ -86,6 +89,7 @@ class Config:
     hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
     lazy_interval: float = 0.2  # IHAVEs for the lazy links are sent in batches this often
     graft_after: float = 0.1  # what an IHAVE named and has not come by then is asked for (GRAFT)
+    swap_after: float = 0.05  # an UPDATE this much later than an IHAVE naming it: the lazy link is the faster path
     backoff: Backoff = field(default_factory=Backoff)
     push: bool = True  # False leaves spreading to anti-entropy alone (to measure it)
 
@@ -192,6 +196,7 @@ class _Ids:
 class _Missing:
     """Changes named by IHAVEs that have not come yet."""
 
+    named_at: float  # when the first IHAVE naming them came
     due: float  # when to ask for them
     links: list[LinkId]  # the links that named them, first first
     ids: _Ids
@@ -264,6 +269,9 @@ class Node:
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._next_announce: float | None = None  # (2) when the batched IHAVEs go out
         self._missing: dict[str, _Missing] = {}  # (2) named by IHAVEs, not here yet
+        # (2) Per document, the clock of each client up to which changes
+        # came pushed (UPDATE), as opposed to synced (SYNC_STEP2).
+        self._pushed: dict[str, dict[int, int]] = {}
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
         # Documents this peer cannot read back from its store: never created
         # anew from peers' data (that would bury the damaged copy).
@@ -453,6 +461,12 @@ class Node:
         if isinstance(msg, pw.IHave):
             return self._on_ihave(link, msg, now)
         if isinstance(msg, pw.Prune):
+            if link.eager and not self._other_eager(link):
+                # (2) Our last eager link: without it changes would reach us
+                # only through IHAVEs, lazy_interval + graft_after late.
+                # Prunes from both ends of a peer's links cross when changes
+                # come from several directions; refuse this one.
+                return [self._send(link, pw.encode(pw.Graft(())))]
             link.eager = False
             return []
         if isinstance(msg, pw.Graft):
@@ -565,10 +579,14 @@ class Node:
             self._stuck.setdefault(name, now)
         else:
             self._stuck.pop(name, None)
-        if pushed and link.eager and not changes and doc.pending_count() <= waiting:
-            # (2) Pushed to us, and we had it all: this link is not on the tree.
-            link.eager = False
-            effects.append(self._send(link, pw.encode(pw.Prune())))
+        if pushed and self._push_duplicate(name, update, fresh=bool(changes) or doc.pending_count() > waiting):
+            if link.eager and self._other_eager(link):
+                # (2) Pushed to us, and another push had brought it all:
+                # this link is not on the tree.
+                link.eager = False
+                effects.append(self._send(link, pw.encode(pw.Prune())))
+        elif pushed and changes and name in self._missing:
+            effects.extend(self._maybe_swap(link, name, doc, now))
         effects.extend(self._spread(name, changes, now))
         return effects
 
@@ -594,11 +612,48 @@ class Node:
         if missing is None:
             if len(self._missing) >= _MAX_MISSING:
                 return []  # anti-entropy will do
-            missing = self._missing[msg.name] = _Missing(now + self.config.graft_after, [], _Ids())
+            missing = self._missing[msg.name] = _Missing(now, now + self.config.graft_after, [], _Ids())
         if link.id not in missing.links:
             missing.links.append(link.id)
         missing.ids.add(msg.ends, msg.deletes)
         return []
+
+    def _push_duplicate(self, name: str, update: bytes, fresh: bool) -> bool:
+        """(2) Record what a pushed UPDATE covers; True when it brought
+        nothing that an earlier push had not. A change that came first by
+        anti-entropy (which runs while people type) and then by push is no
+        sign of a redundant link: pruning on it would cut the tree. An
+        update that only deletes cannot be told apart, and prunes nothing."""
+        info = parse_update(update)
+        pushed = self._pushed.setdefault(name, {})
+        duplicate = not fresh and bool(info.ranges)
+        for client, (_, end) in info.ranges.items():
+            if pushed.get(client, 0) < end:
+                duplicate = False
+                pushed[client] = end
+        return duplicate
+
+    def _other_eager(self, link: Link) -> bool:
+        return any(other.eager and other.ready and other.id != link.id for other in self.links.values())
+
+    def _maybe_swap(self, link: Link, name: str, doc: Document, now: float) -> list[Effect]:
+        """(2) A pushed UPDATE brought what an IHAVE had named ``swap_after``
+        or more before it: the link that named it is the faster path (the
+        tree was built when other peers were faster, or the source was
+        busier). Make that link eager and this one lazy: a tree built from
+        whichever copy came first would otherwise keep a slow detour."""
+        missing = self._missing[name]
+        if not doc.covers(missing.ids.ends.items(), missing.ids.deletes_flat()):
+            return []
+        del self._missing[name]
+        if now - missing.named_at < self.config.swap_after:
+            return []
+        faster = self.links.get(missing.links[0])
+        if faster is None or not faster.ready or faster.id == link.id or faster.eager:
+            return []
+        faster.eager = True
+        link.eager = False
+        return [self._send(faster, pw.encode(pw.Graft(()))), self._send(link, pw.encode(pw.Prune()))]
 
     def _on_graft(self, link: Link, msg: pw.Graft) -> list[Effect]:
         """(2) Push here again; send what the other side lacks of the

@@ -223,24 +223,82 @@ def test_an_ihave_for_what_is_here_asks_for_nothing():
     assert not sent(net, pw.Graft)
 
 
+def two_changes() -> tuple[bytes, bytes]:
+    """Two updates by another author, the second built on the first."""
+    source = Node(b"s".ljust(16, b"\0"), "s", random.Random(1), lambda: 99, quiet())
+    [first] = [e.update for e in source.edit("doc", 0.0, insert="one") if isinstance(e, DocChanged)]
+    [second] = [e.update for e in source.edit("doc", 0.0, insert="two", at=3) if isinstance(e, DocChanged)]
+    return first, second
+
+
 def test_an_update_that_waits_for_its_causes_does_not_prune():
     """Only an UPDATE that brought nothing new prunes its link: one that
-    has to wait in the causal buffer is news."""
-    net = Net()
-    a = net.add("a", quiet())
-    b = net.add("b", quiet())
-    link = net.link("a", "b")
-    source = Node(b"s".ljust(16, b"\0"), "s", random.Random(1), lambda: 99, quiet())
-    first = [e for e in source.edit("doc", 0.0, insert="one") if isinstance(e, DocChanged)]
-    second = [e for e in source.edit("doc", 0.0, insert="two", at=3) if isinstance(e, DocChanged)]
-    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", second[0].update)))])
+    has to wait in the causal buffer is news. (b also has a link to c, so
+    a is not its last eager link.)"""
+    net = clique("abc")
+    first, second = two_changes()
+    link = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "b")
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", second)))])
     assert not sent(net, pw.Prune) and net.link_to("a", "b").eager
-    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first[0].update)))])
-    assert b.documents["doc"].text == "onetwo"
-    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first[0].update)))])
-    assert [(x, y) for x, y, _ in sent(net, pw.Prune)] == [("b", "a")]
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
+    assert net.nodes["b"].documents["doc"].text == "onetwo"
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
+    assert ("b", "a") in [(x, y) for x, y, _ in sent(net, pw.Prune)]
     assert not net.link_to("a", "b").eager and not net.link_to("b", "a").eager
-    assert a.documents == {}
+
+
+def test_what_anti_entropy_brought_first_prunes_nothing():
+    """While people type, an anti-entropy round can bring a change before
+    its push does. That push is no sign of a redundant link: pruning on it
+    would cut the tree (and leave peers to the slower IHAVE path)."""
+    net = clique("abc")
+    first, _ = two_changes()
+    a_to_b = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "b")
+    net.perform("a", [SendPeer(a_to_b, pw.encode(pw.SyncStep2("doc", first)))])
+    # b pushed it to c, c to a, and a's push reached b, which had it by sync.
+    assert set(texts(net).values()) == {"one"}
+    assert ("a", "b") in [(x, y) for x, y, _ in sent(net, pw.Update)]
+    assert not sent(net, pw.Prune) and net.link_to("b", "a").eager
+
+
+def test_a_peer_keeps_its_last_eager_link():
+    """A PRUNE on the last eager link is answered with an empty GRAFT, and
+    a duplicate on it prunes nothing: prunes from both ends of a peer's
+    links can cross, and would leave it to IHAVEs alone."""
+    net = clique("abc")
+    prune(net, "c", "b")  # b's only other link is now lazy
+    net.sent.clear()
+    prune(net, "a", "b")
+    assert [(x, y) for x, y, m in sent(net, pw.Graft) if m == pw.Graft(())] == [("b", "a")]
+    assert net.link_to("a", "b").eager and net.link_to("b", "a").eager
+    first, _ = two_changes()
+    link = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "b")
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
+    net.sent.clear()
+    net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
+    assert not sent(net, pw.Prune)
+
+
+def test_a_lazy_link_that_is_faster_replaces_the_eager_one():
+    """An IHAVE from a that comes well before the pushed copy through b
+    shows that the tree takes a detour: c makes a eager and b lazy."""
+    net = clique("abc")
+    prune(net, "c", "a")
+    assert net.link_to("c", "b").eager and not net.link_to("c", "a").eager
+    first, _ = two_changes()
+    c = net.nodes["c"]
+    a_to_c = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "c")
+    b_to_c = next(lid for lid, r in net.routes.items() if r.owner == "b" and r.other == "c")
+    net.perform("a", [SendPeer(a_to_c, pw.encode(pw.IHave("doc", ((99, 3),), ())))])
+    net.now = c.config.swap_after  # the copy through b comes that much later
+    net.sent.clear()
+    net.perform("b", [SendPeer(b_to_c, pw.encode(pw.Update("doc", first)))])
+    assert c.documents["doc"].text == "one"
+    assert sorted((x, y, type(m).__name__) for x, y, m in net.sent if isinstance(m, (pw.Graft, pw.Prune))) == [
+        ("c", "a", "Graft"),
+        ("c", "b", "Prune"),
+    ]
+    assert net.link_to("c", "a").eager and not net.link_to("c", "b").eager
 
 
 def test_cursors_follow_the_eager_links():
