@@ -66,6 +66,7 @@ _SHUFFLED = "shuffle: replaced by a link to another peer"
 # anti-entropy rather than remembered: they only cost latency.
 _MAX_ANNOUNCED_DELETES = 1024  # delete ranges waiting in one document's IHAVE
 _MAX_MISSING = 1024  # documents with changes named by an IHAVE and not here yet
+_MAX_MISSING_IDS = 16_384  # client clocks and delete ranges remembered for them, in all
 _EMPTY_STATE_VECTOR = b"\x00"
 
 
@@ -188,6 +189,9 @@ class _Ids:
     def message(self, name: str) -> pw.IHave:
         return pw.IHave(name, tuple(sorted(self.ends.items())), tuple(self.deletes_flat()))
 
+    def size(self) -> int:
+        return len(self.ends) + self.delete_count
+
     def __bool__(self) -> bool:
         return bool(self.ends or self.deletes)
 
@@ -269,6 +273,7 @@ class Node:
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._next_announce: float | None = None  # (2) when the batched IHAVEs go out
         self._missing: dict[str, _Missing] = {}  # (2) named by IHAVEs, not here yet
+        self._missing_ids = 0  # the size of what _missing remembers (bounded by _MAX_MISSING_IDS)
         # (2) Per document, the clock of each client up to which changes
         # came pushed (UPDATE), as opposed to synced (SYNC_STEP2).
         self._pushed: dict[str, dict[int, int]] = {}
@@ -608,14 +613,18 @@ class Node:
         doc = self.documents.get(msg.name)
         if doc is not None and doc.covers(msg.ends, msg.deletes):
             return []
+        if len(msg.ends) + len(msg.deletes) > _MAX_MISSING_IDS - self._missing_ids:
+            return []  # more than this peer keeps track of: anti-entropy will do
         missing = self._missing.get(msg.name)
         if missing is None:
             if len(self._missing) >= _MAX_MISSING:
-                return []  # anti-entropy will do
+                return []
             missing = self._missing[msg.name] = _Missing(now, now + self.config.graft_after, [], _Ids())
         if link.id not in missing.links:
             missing.links.append(link.id)
+        before = missing.ids.size()
         missing.ids.add(msg.ends, msg.deletes)
+        self._missing_ids += missing.ids.size() - before
         return []
 
     def _push_duplicate(self, name: str, update: bytes, fresh: bool) -> bool:
@@ -645,7 +654,7 @@ class Node:
         missing = self._missing[name]
         if not doc.covers(missing.ids.ends.items(), missing.ids.deletes_flat()):
             return []
-        del self._missing[name]
+        self._forget_missing(name)
         if now - missing.named_at < self.config.swap_after:
             return []
         faster = self.links.get(missing.links[0])
@@ -654,6 +663,9 @@ class Node:
         faster.eager = True
         link.eager = False
         return [self._send(faster, pw.encode(pw.Graft(()))), self._send(link, pw.encode(pw.Prune()))]
+
+    def _forget_missing(self, name: str) -> None:
+        self._missing_ids -= self._missing.pop(name).ids.size()
 
     def _on_graft(self, link: Link, msg: pw.Graft) -> list[Effect]:
         """(2) Push here again; send what the other side lacks of the
@@ -672,7 +684,7 @@ class Node:
         for name, missing in list(self._missing.items()):
             if now < missing.due:
                 continue
-            del self._missing[name]
+            self._forget_missing(name)
             doc = self.documents.get(name)
             ids = missing.ids
             if name in self.blocked or (doc is not None and doc.covers(ids.ends.items(), ids.deletes_flat())):

@@ -82,3 +82,21 @@ def test_ban_with_backoff():
     for _ in range(STRIKES_BEFORE_BAN):
         second = bans.strike("198.51.100.7", now + 20)
     assert second == now + 20 + 2 * BAN_BASE  # the next ban is twice as long
+
+
+def test_ihave_bookkeeping_is_bounded():
+    """IHAVEs naming thousands of clients in hundreds of documents make the
+    peer remember at most _MAX_MISSING_IDS clocks and ranges, one GRAFT asks
+    for what it remembered, and then nothing is left."""
+    from crdt.node import _MAX_MISSING_IDS, SendPeer
+
+    n = node()
+    for d in range(40):
+        ends = tuple((client, 7) for client in range(1, pw.MAX_IHAVE_RANGES + 1))
+        n.receive(1, pw.encode(pw.IHave(f"doc{d}", ends, ())), 0.0)
+    assert 0 < n._missing_ids <= _MAX_MISSING_IDS
+    remembered = len(n._missing)
+    assert remembered == _MAX_MISSING_IDS // pw.MAX_IHAVE_RANGES
+    grafts = [pw.decode(e.data) for e in n.tick(1.0) if isinstance(e, SendPeer)]
+    asked = [name for g in grafts if isinstance(g, pw.Graft) for name, _ in g.documents]
+    assert len(asked) == remembered and n._missing_ids == 0 and not n._missing
