@@ -235,6 +235,7 @@ class Link:
     # Documents whose anti-entropy sync is under way on this link: our
     # SYNC_STEP1 went out (when) and its SYNC_STEP2 has not come back.
     syncing: dict[str, float] = field(default_factory=dict)
+    closing: bool = False  # closed by a timer (silent, no HELLO): not asked again while the close completes
     eager: bool = True  # (2) changes are pushed here; else named in IHAVEs
     carried: bool = False  # an UPDATE went either way here: the link has been on the tree
     announce: dict[str, _Ids] = field(default_factory=dict)  # the next IHAVEs, by document
@@ -314,7 +315,7 @@ class Node:
         data: bytes | None = None
         info = None
         for link in self.links.values():
-            if link.peer_id is None or peer_origin(link.id) == origin:
+            if link.peer_id is None or link.closing or peer_origin(link.id) == origin:
                 continue
             if link.eager:
                 data = data or pw.encode(pw.Update(name, update))
@@ -643,7 +644,9 @@ class Node:
         return duplicate
 
     def _other_eager(self, link: Link) -> bool:
-        return any(other.eager and other.ready and other.id != link.id for other in self.links.values())
+        return any(
+            other.eager and other.ready and not other.closing and other.id != link.id for other in self.links.values()
+        )
 
     def _maybe_swap(self, link: Link, name: str, doc: Document, now: float) -> list[Effect]:
         """(2) A pushed UPDATE brought what an IHAVE had named ``swap_after``
@@ -772,9 +775,13 @@ class Node:
         cfg = self.config
         for link in list(self.links.values()):
             silent = now - link.last_heard
+            if link.closing:
+                continue  # asked once; the shell reports when it is closed
             if not link.ready and now - link.opened_at > cfg.hello_timeout:
+                link.closing = True
                 effects.append(CloseLink(link.id, "no HELLO in time"))
             elif silent > cfg.dead_after:
+                link.closing = True
                 effects.append(CloseLink(link.id, f"silent for {silent:.1f}s"))
             elif link.ready and now >= link.next_ping:
                 link.ping_nonce = (link.ping_nonce + 1) & 0xFFFFFFFF
@@ -819,6 +826,8 @@ class Node:
         any_ready = False
         dead_after = cfg.dead_after
         for link in self.links.values():
+            if link.closing:
+                continue
             if link.peer_id is not None:
                 any_ready = True
                 due = link.next_ping
@@ -894,7 +903,7 @@ class Node:
         return [Dial(entry.address)]
 
     def _open_slots(self) -> int:
-        free = self.config.active_target - len(self.links)
+        free = self.config.active_target - sum(1 for link in self.links.values() if not link.closing)
         if free <= 0:
             return free  # the usual case, without a walk over the known view
         return free - sum(1 for k in self.known.by_address.values() if k.dialing)
@@ -934,7 +943,7 @@ class Node:
         return SendPeer(link.id, data)
 
     def _ready_links(self) -> list[Link]:
-        return [link for link in self.links.values() if link.ready]
+        return [link for link in self.links.values() if link.ready and not link.closing]
 
     def _digest_message(self) -> pw.Digest:
         return pw.Digest(self.root_digest(), len(self.documents))

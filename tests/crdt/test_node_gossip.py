@@ -523,3 +523,25 @@ def test_a_join_address_is_dialled_until_it_answers_even_with_full_links():
     assert "c" not in net.neighbours("a")
     net.run_until(net.now + 60)
     assert "c" not in net.neighbours("a"), "a full peer dialled an ordinary known address"
+
+
+def test_a_silent_link_is_closed_once_and_replaced_at_once():
+    """A link gone silent is asked closed once, not on every tick while its
+    close completes (a partition used to log thousands of closes), its
+    timer is not due again, and its slot is dialled anew meanwhile."""
+    net = Net()
+    a = net.add("a", quiet(active_target=1, dead_after=5.0))
+    net.add("b", quiet())
+    net.add("c", quiet())
+    link = net.link("a", "b")
+    a.known.add("c", b"c".ljust(16, b"\0"))
+    closes = []
+    for step in range(1, 801):
+        now = step * 0.01
+        effects = a.tick(now)  # not performed: b's side never answers, the close never completes
+        closes += [e for e in effects if isinstance(e, CloseLink)]
+        if closes and any(isinstance(e, Dial) for e in effects):
+            break
+    assert [c.link for c in closes] == [link] and "silent" in closes[0].reason
+    assert any(isinstance(e, Dial) and e.address == "c" for e in effects)
+    assert a.next_deadline(now) > now + 0.5  # nothing due for the closing link
