@@ -235,6 +235,7 @@ class Link:
     # Documents whose anti-entropy sync is under way on this link: our
     # SYNC_STEP1 went out (when) and its SYNC_STEP2 has not come back.
     syncing: dict[str, float] = field(default_factory=dict)
+    planned: bool = False  # (5) closed by a shuffle: the peer is alive and reachable through other links
     closing: bool = False  # closed by a timer (silent, no HELLO): not asked again while the close completes
     eager: bool = True  # (2) changes are pushed here; else named in IHAVEs
     carried: bool = False  # an UPDATE went either way here: the link has been on the tree
@@ -478,6 +479,7 @@ class Node:
         if isinstance(msg, pw.Graft):
             return self._on_graft(link, msg)
         if isinstance(msg, pw.Bye):
+            link.planned = msg.reason == _SHUFFLED
             if link.outbound:
                 # Not a failure of the network, but do not come straight back.
                 self.known.failed(link.address, now, self.rng)
@@ -554,7 +556,7 @@ class Node:
         ]
         if len(ready) <= self.config.active_target or not older:
             return []
-        return [CloseLink(self.rng.choice(older).id, _SHUFFLED)]
+        return self._shuffle_out(self.rng.choice(older))
 
     def _on_update(self, link: Link, name: str, update: bytes, now: float, pushed: bool = False) -> list[Effect]:
         if name in self.blocked:
@@ -891,7 +893,7 @@ class Node:
             # More links than the target (accepted from others): shed one.
             # Its other end, if it falls short, dials a random peer in turn.
             older = [link for link in ready if now - link.opened_at >= cfg.shuffle_interval]
-            return [CloseLink(self.rng.choice(older).id, _SHUFFLED)] if older else []
+            return self._shuffle_out(self.rng.choice(older)) if older else []
         if len(ready) < cfg.active_target:
             return []  # dialling for the missing links comes first
         candidates = self._dial_candidates(now)
@@ -901,6 +903,14 @@ class Node:
         entry.dialing = True
         self._shuffle_to = entry.address
         return [Dial(entry.address)]
+
+    def _shuffle_out(self, link: Link) -> list[Effect]:
+        """(5) Close a link to make room. The peer at its other end is alive
+        and still reachable through other links: a BYE says so, and neither
+        end drops the cursors that came through it (they are renewed along
+        the other links, or expire by their timeout)."""
+        link.planned = True
+        return [self._send(link, pw.encode(pw.Bye(_SHUFFLED))), CloseLink(link.id, _SHUFFLED)]
 
     def _open_slots(self) -> int:
         free = self.config.active_target - sum(1 for link in self.links.values() if not link.closing)

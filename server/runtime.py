@@ -289,6 +289,12 @@ class Runtime:
         """Overridden by the app: remember known peers in the data dir."""
 
     def link_closed(self, link: int) -> None:
+        """Drop the cursors that came through a closed link, unless a shuffle
+        closed it: its peer is alive, and its cursors are renewed along the
+        other links (or expire by their timeout)."""
+        closed = self.gossip.links.get(link)
+        if closed is not None and closed.planned:
+            return
         via = core.peer_origin(link)
         for name, session in self.sessions.items():
             self.perform(name, session.expire_remote(self.now(), via=via))

@@ -390,6 +390,8 @@ def test_shuffle_replaces_a_link_by_one_to_a_random_known_peer():
     net.run_until(19.99)  # the first shuffle comes between 10 and 20 s, the next 10 s later
     assert net.neighbours("a") in ({"b1", "c"}, {"b2", "c"}), net.neighbours("a")
     assert [(at, reason) for _, at, _, reason in net.closes] == [("a", "shuffle: replaced by a link to another peer")]
+    # A BYE tells the other end that its peer is alive (it keeps the cursors that came through the link).
+    assert [(x, m) for x, _, m in sent(net, pw.Bye)] == [("a", pw.Bye("shuffle: replaced by a link to another peer"))]
 
 
 def test_shuffle_closes_nothing_when_the_new_link_is_refused():

@@ -1,0 +1,30 @@
+"""Remote cursors and the links they came through (server.runtime): a link
+that fails takes its cursors with it at once; a link closed by a shuffle
+(its peer alive, reachable through other links) does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from crdt import peerwire as pw
+from crdt import ywire
+from crdt.node import AwarenessIn
+from server.keys import RUNTIME
+
+
+@pytest.mark.parametrize(("bye", "kept"), [(None, False), ("shuffle: replaced by a link to another peer", True)])
+async def test_cursors_of_a_closed_link(client, bye: str | None, kept: bool) -> None:
+    runtime = client.app[RUNTIME]
+    session = await runtime.session("notes")
+    node = runtime.gossip
+    now = runtime.now()
+    node.link_opened(900, False, "127.0.0.1", now)
+    node.receive(900, pw.encode(pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5)), now)
+    cursor = ywire.awareness_update([ywire.AwarenessEntry(77, 1, '{"user":{"name":"Ada"}}')])
+    runtime.perform_node([AwarenessIn("notes", cursor, 900)])
+    assert session.awareness_count() == 1
+    if bye is not None:
+        node.receive(900, pw.encode(pw.Bye(bye)), now)  # the other end shuffled the link out
+    runtime.link_closed(900)
+    node.link_closed(900, now)
+    assert session.awareness_count() == (1 if kept else 0)
