@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -21,7 +22,10 @@ from processes import Peer  # noqa: E402
 from yclient import varuint  # noqa: E402
 
 NODE_DIR = ROOT / "bench" / "node"
-TRACES = ROOT.parent / "shared" / "traces"
+# The editing traces (CC BY 4.0) live next to the repository, in shared/traces;
+# MESHPAD_TRACES points elsewhere.
+TRACES = Path(os.environ.get("MESHPAD_TRACES") or ROOT.parent / "shared" / "traces")
+TRACE = TRACES / "automerge-paper.json.gz"
 
 
 @dataclass
@@ -51,8 +55,10 @@ def npm_install() -> None:
 
 def encode_trace(edits: int | None, workdir: Path) -> tuple[list[bytes], str]:
     """The automerge-paper trace as Yjs updates, one per edit."""
+    if not TRACE.is_file():
+        raise SystemExit(f"bench: no editing trace at {TRACE} (set MESHPAD_TRACES to the folder that holds it)")
     out = workdir / "trace.bin"
-    args = ["node", "encode.mjs", str(TRACES / "automerge-paper.json.gz"), str(out)]
+    args = ["node", "encode.mjs", str(TRACE), str(out)]
     if edits:
         args.append(str(edits))
     result = json.loads(subprocess.run(args, cwd=NODE_DIR, check=True, capture_output=True).stdout)
@@ -63,7 +69,7 @@ def encode_trace(edits: int | None, workdir: Path) -> tuple[list[bytes], str]:
         updates.append(raw[pos + 4 : pos + 4 + n])
         pos += 4 + n
     if not edits:
-        with gzip.open(TRACES / "automerge-paper.json.gz") as f:
+        with gzip.open(TRACE) as f:
             expected = json.loads(f.read())["endContent"]
         assert result["text"] == expected, "trace encoding does not reproduce the final text"
     return updates, result["text"]
