@@ -56,7 +56,7 @@ from crdt.document import BufferFull, Change, Document, Overlaps
 from crdt.errors import RemoteProtocolError
 from crdt.limits import LINK_MESSAGE_BURST, LINK_MESSAGES_PER_SECOND, TokenBucket
 from crdt.membership import Backoff, Known, KnownPeers
-from crdt.yupdate import decode_state_vector, parse_update
+from crdt.yupdate import decode_state_vector, encode_state_vector, parse_update
 from crdt.ywire import decode_awareness
 
 LinkId = int
@@ -67,7 +67,6 @@ _SHUFFLED = "shuffle: replaced by a link to another peer"
 _MAX_ANNOUNCED_DELETES = 1024  # delete ranges waiting in one document's IHAVE
 _MAX_MISSING = 1024  # documents with changes named by an IHAVE and not here yet
 _MAX_MISSING_IDS = 16_384  # client clocks and delete ranges remembered for them, in all
-_EMPTY_STATE_VECTOR = b"\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +244,11 @@ class Link:
     def ready(self) -> bool:
         return self.peer_id is not None
 
+    @property
+    def live(self) -> bool:
+        """Ready and not being closed: it may carry messages."""
+        return self.peer_id is not None and not self.closing
+
 
 class Node:
     def __init__(
@@ -316,7 +320,7 @@ class Node:
         data: bytes | None = None
         info = None
         for link in self.links.values():
-            if link.peer_id is None or link.closing or peer_origin(link.id) == origin:
+            if not link.live or peer_origin(link.id) == origin:
                 continue
             if link.eager:
                 data = data or pw.encode(pw.Update(name, update))
@@ -646,9 +650,7 @@ class Node:
         return duplicate
 
     def _other_eager(self, link: Link) -> bool:
-        return any(
-            other.eager and other.ready and not other.closing and other.id != link.id for other in self.links.values()
-        )
+        return any(other.eager and other.live and other.id != link.id for other in self.links.values())
 
     def _maybe_swap(self, link: Link, name: str, doc: Document, now: float) -> list[Effect]:
         """(2) A pushed UPDATE brought what an IHAVE had named ``swap_after``
@@ -663,7 +665,7 @@ class Node:
         if now - missing.named_at < self.config.swap_after:
             return []
         faster = self.links.get(missing.links[0])
-        if faster is None or not faster.ready or faster.id == link.id or faster.eager:
+        if faster is None or not faster.live or faster.id == link.id or faster.eager:
             return []
         faster.eager = True
         link.eager = False
@@ -694,11 +696,11 @@ class Node:
             ids = missing.ids
             if name in self.blocked or (doc is not None and doc.covers(ids.ends.items(), ids.deletes_flat())):
                 continue
-            link = next((self.links[i] for i in missing.links if i in self.links and self.links[i].ready), None)
+            link = next((self.links[i] for i in missing.links if i in self.links and self.links[i].live), None)
             if link is None:
                 continue  # those links are gone: anti-entropy will do
             link.eager = True
-            sv = doc.encode_state_vector() if doc is not None else _EMPTY_STATE_VECTOR
+            sv = doc.encode_state_vector() if doc is not None else encode_state_vector({})
             asks.setdefault(link.id, []).append((name, sv))
         return [self._send(self.links[i], pw.encode(pw.Graft(tuple(docs)))) for i, docs in asks.items()]
 
@@ -874,7 +876,7 @@ class Node:
                     break
                 self.rng.shuffle(self._ae_order)
             link = self.links.get(self._ae_order.pop())
-            if link is not None and link.ready:
+            if link is not None and link.live:
                 chosen[link.id] = link
         return list(chosen.values())
 
@@ -953,7 +955,7 @@ class Node:
         return SendPeer(link.id, data)
 
     def _ready_links(self) -> list[Link]:
-        return [link for link in self.links.values() if link.ready and not link.closing]
+        return [link for link in self.links.values() if link.live]
 
     def _digest_message(self) -> pw.Digest:
         return pw.Digest(self.root_digest(), len(self.documents))
