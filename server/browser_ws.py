@@ -24,14 +24,21 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    """Nothing about a document changes, nor is one created, before the
+    request has proved to be a valid WebSocket upgrade: the guard
+    (``server.security``) has checked its origin and token by then, and a
+    plain GET (an ``<img>``, a no-cors fetch from another site) only gets 400."""
     try:
         name = validate_name(request.match_info["name"])
     except InvalidName as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
-    runtime = request.app[RUNTIME]
-    await runtime.session(name)
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30.0, compress=False)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPBadRequest(text="this address takes a WebSocket (the y-websocket protocol), not a plain request")
+    runtime = request.app[RUNTIME]
+    runtime.check_readable(name)  # a damaged document is refused before the upgrade
     await ws.prepare(request)
+    await runtime.session(name)
     sockets = request.app[BROWSER_SOCKETS]
     sockets.add(ws)
     conn = runtime.attach(name, wants_acks=request.query.get("acks") == "1", remote=request.remote or "")

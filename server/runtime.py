@@ -173,11 +173,15 @@ class Runtime:
     def exists(self, name: str) -> bool:
         return name in self.catalog
 
+    def check_readable(self, name: str) -> None:
+        """Raise DocumentDamaged if *name* is in the store but cannot be read."""
+        if name in self.damaged:
+            raise DocumentDamaged(self.damaged[name])
+
     async def session(self, name: str) -> DocumentSession:
         """The session of *name*, creating the document if it is new."""
         validate_name(name)
-        if name in self.damaged:
-            raise DocumentDamaged(self.damaged[name])
+        self.check_readable(name)
         session = self.sessions.get(name)
         if session is None:
             new = name not in self.catalog

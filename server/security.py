@@ -8,8 +8,12 @@ private to the person at the machine.
   domain was re-pointed at 127.0.0.1 (DNS rebinding) is refused.
 * A request that changes state, and every WebSocket upgrade, is refused when
   it comes from another origin (``Origin``): a page on another site can
-  neither post forms here nor open /ws/{name} (CSRF, CSWSH). Pages of other
-  peers on this machine (loopback origins, over loopback) are let in.
+  neither post forms here nor open /ws/{name} (CSRF, CSWSH). Another port or
+  address of this machine is another origin too (any local dev server is
+  one): it is let in only when the request itself carries the token
+  (``?token=`` or ``Authorization: Bearer``), as a page that attaches one
+  document to two local peers does. The cookie does not count for this,
+  since the browser sends it to every port of the host.
 * Pages carry a restrictive Content-Security-Policy.
 
 ``/peer`` is exempt: the Noise handshake guards it.
@@ -74,16 +78,24 @@ def _host_is_loopback_name(host: str) -> bool:
         return False
 
 
-def _same_origin(request: web.Request) -> bool:
+def _offered_token(request: web.Request, *, cookie: bool) -> str:
+    offered = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not offered and cookie:
+        offered = request.cookies.get(COOKIE, "")
+    return offered
+
+
+def _token_ok(offered: str, token: str) -> bool:
+    return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _origin_allowed(request: web.Request, token: str) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # browsers always send Origin on cross-origin posts and WebSockets
     if origin == f"{request.scheme}://{request.host}":
         return True
-    # Another of this machine's peers (a page that attaches one document to
-    # two local peers): loopback origin, loopback request.
-    scheme, _, rest = origin.partition("://")
-    return scheme in ("http", "https") and is_loopback(request.remote) and _host_is_loopback_name(rest)
+    return _token_ok(_offered_token(request, cookie=False), token)
 
 
 def guard(token: str) -> Middleware:
@@ -91,25 +103,22 @@ def guard(token: str) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/peer":
             return await handler(request)
+        upgrade = request.headers.get("Upgrade", "").strip().lower() == "websocket"
         if is_loopback(request.remote):
             if not _host_is_loopback_name(request.host):
                 raise web.HTTPForbidden(text="this address is for this machine only (Host is not a loopback name)")
         else:
-            offered = (
-                request.query.get("token")
-                or request.cookies.get(COOKIE)
-                or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            )
-            if not offered or not hmac.compare_digest(offered.encode(), token.encode()):
+            if not _token_ok(_offered_token(request, cookie=True), token):
                 raise web.HTTPForbidden(text="a token is needed: open the URL that `meshpad serve` printed")
-            if "token" in request.query and request.method == "GET":
+            if "token" in request.query and request.method == "GET" and not upgrade:
                 query = {k: v for k, v in request.query.items() if k != "token"}
                 redirect = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
                 redirect.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=400 * 24 * 3600)
                 raise redirect
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        if (request.method in UNSAFE_METHODS or upgrade) and not _same_origin(request):
-            raise web.HTTPForbidden(text="cross-origin request refused")
+        if (request.method in UNSAFE_METHODS or upgrade) and not _origin_allowed(request, token):
+            raise web.HTTPForbidden(
+                text="cross-origin request refused: a page of another origin needs this peer's token"
+            )
         response = await handler(request)
         _secure_headers(request, response)
         return response

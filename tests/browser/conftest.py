@@ -32,3 +32,26 @@ def page_errors():
     errors: list[str] = []
     yield errors
     assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+def two_peers(tmp_path):
+    """Peer A, and peer B joined to it."""
+    a = Peer(tmp_path / "a").start()
+    b = Peer(tmp_path / "b", args=["--join", a.address]).start()
+    yield a, b
+    b.stop()
+    a.stop()
+
+
+@pytest.fixture
+async def browser_foreign():
+    """A Chromium in which the site http://evil.test resolves to this machine,
+    so a page can come from a truly foreign origin without leaving loopback."""
+    args = [*ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"]
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield b
+        finally:
+            await b.close()

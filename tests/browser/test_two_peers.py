@@ -15,15 +15,6 @@ from test_editor import DEADLINE, create, open_editor, server_text, type_at_end,
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def two_peers(tmp_path):
-    a = Peer(tmp_path / "a").start()
-    b = Peer(tmp_path / "b", args=["--join", a.address]).start()
-    yield a, b
-    b.stop()
-    a.stop()
-
-
 def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -62,12 +53,14 @@ async def test_one_document_on_two_providers_converges(browser, two_peers, page_
     page = await context.new_page()
     page.on("pageerror", lambda e: page_errors.append(str(e)))
     await page.goto(f"{a.url}/healthz")
+    # Peer B is another origin for this page: it proves itself with B's token.
+    token_b = (b.data_dir / "browser-token").read_text().strip()
     await page.evaluate(
-        """async ([bundle, hostA, hostB]) => {
+        """async ([bundle, hostA, hostB, tokenB]) => {
             const { Y, WebsocketProvider } = await import(bundle)
             const doc = new Y.Doc()
             const pa = new WebsocketProvider('ws://' + hostA + '/ws', 'dual', doc)
-            const pb = new WebsocketProvider('ws://' + hostB + '/ws', 'dual', doc)
+            const pb = new WebsocketProvider('ws://' + hostB + '/ws', 'dual', doc, { params: { token: tokenB } })
             const synced = Promise.all([pa, pb].map(p => new Promise(r => p.on('sync', s => s && r()))))
             const late = new Promise((_, fail) => setTimeout(() => fail(new Error('providers did not sync')), 10000))
             await Promise.race([synced, late])
@@ -78,7 +71,7 @@ async def test_one_document_on_two_providers_converges(browser, two_peers, page_
             }
             window.dual = { doc, text }
         }""",
-        [a.url + bundle, a.address, b.address],
+        [a.url + bundle, a.address, b.address, token_b],
     )
     expected = await page.evaluate("window.dual.text.toString()")
     wait_until(lambda: server_text(a, "dual") == expected and server_text(b, "dual") == expected, "both peers converge")
