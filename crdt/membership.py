@@ -24,6 +24,9 @@ class Known:
     # An address given to join through that has not answered yet: dialled
     # even when the links are full (see Node._dial).
     introducer: bool = False
+    # Why the last attempt failed, as a person reads it ("refused", "timed
+    # out", "wrong network key"...); None once a link to it has worked.
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +85,14 @@ class KnownPeers:
         del self.by_address[worst.address]
         return True
 
-    def failed(self, address: str, now: float, rng: random.Random) -> None:
+    def failed(self, address: str, now: float, rng: random.Random, reason: str | None = None) -> None:
         entry = self.by_address.get(address)
         if entry is not None:
             entry.dialing = False
             entry.failures += 1
             entry.next_dial = now + self.backoff.delay(entry.failures, rng)
+            if reason is not None:
+                entry.last_error = reason
 
     def connected(self, address: str, now: float) -> None:
         """A link to *address* said HELLO (the peer may still refuse it)."""
@@ -96,6 +101,7 @@ class KnownPeers:
             entry.dialing = False
             entry.introducer = False  # it knows us now, and we have its sample
             entry.last_heard = now
+            entry.last_error = None
 
     def succeeded(self, address: str, now: float) -> None:
         """The peer at *address* kept a link: its failures are forgotten."""
@@ -105,6 +111,7 @@ class KnownPeers:
             entry.introducer = False
             entry.failures = 0
             entry.last_heard = now
+            entry.last_error = None
 
     def candidates(self, now: float, exclude_ids: set[bytes], exclude_addresses: set[str]) -> list[Known]:
         return [

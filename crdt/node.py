@@ -369,8 +369,10 @@ class Node:
             self.known.add(address, peer_id)
         self.known.changed = False
 
-    def dial_failed(self, address: str, now: float) -> list[Effect]:
-        self.known.failed(address, now, self.rng)
+    def dial_failed(self, address: str, now: float, reason: str | None = None) -> list[Effect]:
+        """A dial of *address* did not give a link; *reason* says why, as a
+        person reads it (shown on the Peers page)."""
+        self.known.failed(address, now, self.rng, reason)
         if address == self._shuffle_to:
             self._shuffle_to = None
         return []
@@ -389,14 +391,16 @@ class Node:
         hello = pw.Hello(pw.VERSION, self.peer_id, self.listen, link.nonce)
         return [self._send(link, pw.encode(hello))]
 
-    def link_closed(self, link_id: LinkId, now: float) -> list[Effect]:
+    def link_closed(self, link_id: LinkId, now: float, reason: str | None = None) -> list[Effect]:
+        """A link is gone; *reason*, when known, is why (kept for the Peers
+        page when the link never became ready)."""
         link = self.links.pop(link_id, None)
         if link is None:
             return []
         if link.outbound and link.address == self._shuffle_to:
             self._shuffle_to = None
         if link.outbound and not link.ready:
-            self.known.failed(link.address, now, self.rng)
+            self.known.failed(link.address, now, self.rng, reason)
         elif link.outbound:
             entry = self.known.by_address.get(link.address)
             if entry is not None:
@@ -996,6 +1000,8 @@ class Node:
                     "bytes_out": link.bytes_out,
                     "in_sync": sorted(self.documents) if link.all_in_sync else sorted(link.in_sync),
                     "last_sync_check": link.last_sync_check,
+                    "failures": 0,
+                    "error": None,
                 }
             )
         for entry in sorted(self.known.by_address.values(), key=lambda k: k.address):
@@ -1016,6 +1022,7 @@ class Node:
                     "in_sync": [],
                     "last_sync_check": None,
                     "failures": entry.failures,
+                    "error": entry.last_error,
                 }
             )
         return rows

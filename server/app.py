@@ -14,10 +14,10 @@ from aiohttp.typedefs import Handler
 from crdt.errors import StoreError
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, identity, pages, security
+from server import browser_ws, identity, pages, peer_pages, security
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
-from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
+from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, NETWORK_KEY, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
 from server.peering import Peering
 from server.runtime import Runtime
 from server.settings import Settings
@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _thousands(n: int) -> str:
+    return f"{n:,}"
+
+
+def _plural(n: int, noun: str) -> str:
+    """``3 documents``, ``1 document``, with thousands separated."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @web.middleware
@@ -59,20 +68,16 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     )
     env.globals["static_url"] = static.url
     env.filters["when"] = _when
+    env.filters["thousands"] = _thousands
+    env.filters["plural"] = _plural
     app[SETTINGS] = settings
     app[STATIC] = static
     app[TEMPLATES] = env
     app[BROWSER_SOCKETS] = set()
 
-    joins: list[str] = []
-    invited: str | None = None
-    for entry in settings.join:
-        if entry.startswith(identity.INVITE_PREFIX):
-            address, invited = identity.parse_invite(entry)
-            joins.append(address)
-        else:
-            joins.append(entry)
-    me = identity.load_identity(settings.data_dir, settings.network_key, invited)
+    joins = [address for address, _ in settings.join]
+    app[NETWORK_KEY] = identity.network_key_text(settings.data_dir, settings.network_key, settings.invited_key)
+    me = identity.load_identity(settings.data_dir, app[NETWORK_KEY])
     runtime = Runtime(
         lambda: store if store is not None else SQLiteStore(settings.data_dir),
         peer_id=lambda: me.peer_id,
@@ -105,6 +110,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
 
     app.on_shutdown.append(close_links)
     pages.add_routes(app)
+    peer_pages.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
     app.router.add_get("/peer", peering_module.handle)
     app.router.add_get("/static/{digest}/{path:.+}", static.handle)

@@ -17,3 +17,4 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 BROWSER_SOCKETS = web.AppKey("browser_sockets", set[web.WebSocketResponse])
 PEERING = web.AppKey("peering", Peering)
 BROWSER_TOKEN = web.AppKey("browser_token", str)
+NETWORK_KEY = web.AppKey("network_key", str)  # as people type it, for invites

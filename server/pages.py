@@ -33,10 +33,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/docs", api_create)
     app.router.add_get("/api/docs/{name}", api_get)
     app.router.add_get("/favicon.ico", favicon)
-    app.router.add_get("/peers", peers_page)
-    app.router.add_post("/peers", connect_from_form)
-    app.router.add_get("/api/peers", api_peers)
-    app.router.add_post("/api/peers", api_connect)
 
 
 async def favicon(request: web.Request) -> web.Response:
@@ -231,81 +227,3 @@ async def api_create(request: web.Request) -> web.Response:
     body = _doc_json(runtime.info(name))
     body["text"] = text
     return web.json_response(body, status=201, headers={"Location": f"/api/docs/{name}"})
-
-
-# -- peers ---------------------------------------------------------------------
-
-ADDRESS_RULE = "a peer address is HOST:PORT, for example 192.0.2.7:7400 or [::1]:7400"
-
-
-def _address(raw: object) -> str:
-    """Validate a HOST:PORT typed by a person or sent to the API."""
-    if not isinstance(raw, str):
-        raise ValueError(ADDRESS_RULE)
-    address = raw.strip()
-    for prefix in ("http://", "ws://"):
-        if address.startswith(prefix):
-            address = address[len(prefix) :].rstrip("/")
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or len(address) > 300:
-        raise ValueError(ADDRESS_RULE)
-    if any(ch.isspace() or ch in "/?#@" for ch in host):
-        raise ValueError(ADDRESS_RULE)
-    return address
-
-
-def _peer_rows(request: web.Request) -> list[dict[str, Any]]:
-    runtime = request.app[RUNTIME]
-    now = runtime.now()
-    rows = runtime.gossip.peer_rows(now)
-    for row in rows:
-        heard = row.get("last_heard")
-        row["last_heard_s_ago"] = None if heard is None else round(now - float(heard), 2)  # type: ignore[arg-type]
-        row.pop("last_heard", None)
-        check = row.get("last_sync_check")
-        row["last_sync_check_s_ago"] = None if check is None else round(now - float(check), 2)  # type: ignore[arg-type]
-        row.pop("last_sync_check", None)
-    return rows
-
-
-async def api_peers(request: web.Request) -> web.Response:
-    return web.json_response(_peer_rows(request))
-
-
-async def api_connect(request: web.Request) -> web.Response:
-    try:
-        payload = await request.json()
-        address = _address(payload.get("address") if isinstance(payload, dict) else None)
-    except ValueError as exc:
-        raise _json_error(400, str(exc) if str(exc) == ADDRESS_RULE else f"body must be JSON: {ADDRESS_RULE}") from exc
-    _join(request, address)
-    return web.json_response({"address": address, "status": "dialling"}, status=202)
-
-
-def _join(request: web.Request, address: str) -> None:
-    runtime = request.app[RUNTIME]
-    request.app[PEERING].perform(runtime.gossip.join(address, runtime.now()))
-
-
-async def peers_page(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    node = runtime.gossip
-    return _render(
-        request,
-        "peers.html",
-        peers=_peer_rows(request),
-        peer_id=node.peer_id.hex(),
-        listen=node.listen,
-        documents=len(node.documents),
-        address_rule=ADDRESS_RULE,
-    )
-
-
-async def connect_from_form(request: web.Request) -> web.Response:
-    form = await request.post()
-    try:
-        address = _address(form.get("address"))
-    except ValueError as exc:
-        return _render(request, "error.html", status=400, title="Cannot connect", message=str(exc))
-    _join(request, address)
-    raise web.HTTPSeeOther("/peers")

@@ -18,7 +18,9 @@ whatever they hold, the worst outcome is that this link closes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -97,6 +99,7 @@ class Peering:
         self.refused = 0
         self.wire_in = 0  # bytes received on peer links, WebSocket framing included
         self._wire_out_closed = 0  # bytes sent on links that have closed
+        self._dial_errors: dict[str, str] = {}  # the last failure logged, per address
         runtime.network = self.perform
 
     # -- life cycle --------------------------------------------------------
@@ -168,10 +171,21 @@ class Peering:
             async with asyncio.timeout(DIAL_TIMEOUT):
                 ws = await self._client.ws_connect(f"http://{address}/peer", max_msg_size=MAX_WIRE_FRAME, compress=0)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            log.debug("dial %s failed: %s", address, exc)
-            self.perform(self.runtime.gossip.dial_failed(address, self.runtime.now()))
+            self._dial_failed(address, dial_error(exc))
             return
         await self.serve(ws, outbound=True, address=address, host=address.rpartition(":")[0])
+
+    def _dial_failed(self, address: str, reason: str) -> None:
+        """Tell the node, and the person: a failure is logged as a warning
+        when it is new for this address (not at every retry)."""
+        if self._stopping:
+            return
+        if self._dial_errors.get(address) != reason:
+            self._dial_errors[address] = reason
+            log.warning("cannot connect to %s: %s (retrying)", address, reason)
+        else:
+            log.debug("cannot connect to %s: %s", address, reason)
+        self.perform(self.runtime.gossip.dial_failed(address, self.runtime.now(), reason))
 
     @property
     def wire_out(self) -> int:
@@ -194,14 +208,17 @@ class Peering:
         self._per_address[host] = self._per_address.get(host, 0) + 1
         node = self.runtime.gossip
         opened = False
+        failure: str | None = "closed before the handshake"
         started = self.runtime.now()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(link.outbox.pump(ws))
                 for frame in link.channel.start():
                     link.send_raw(frame)
-                opened = await self._handshake(ws, link, outbound, host)
+                failure = await self._handshake(ws, link, outbound, host)
+                opened = failure is None
                 if opened:
+                    self._dial_errors.pop(address, None)
                     self.perform(
                         node.link_opened(link.id, outbound, address, self.runtime.now(), link.channel.remote_id)
                     )
@@ -218,14 +235,18 @@ class Peering:
                     self.bans.forgive(host)  # a long, clean link clears earlier strikes
                 self.runtime.link_closed(link.id)
                 if not self._stopping:
-                    self.perform(node.link_closed(link.id, self.runtime.now()))
-            elif outbound and not self._stopping:
-                self.perform(node.dial_failed(address, self.runtime.now()))
+                    self.perform(node.link_closed(link.id, self.runtime.now(), link.close_reason))
+            elif outbound:
+                self._dial_failed(address, failure or "closed")
 
-    async def _handshake(self, ws: AnyWebSocket, link: PeerLink, outbound: bool, host: str) -> bool:
+    async def _handshake(self, ws: AnyWebSocket, link: PeerLink, outbound: bool, host: str) -> str | None:
+        """Run the Noise handshake; None once it is done, else why it failed."""
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                async for msg in ws:
+                while True:
+                    msg = await ws.receive()
+                    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                        return closed_in_handshake(msg.extra if msg.type == WSMsgType.CLOSE else None)
                     if msg.type != WSMsgType.BINARY:
                         raise RemoteProtocolError(_not_binary(msg))
                     self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not outbound)
@@ -233,12 +254,11 @@ class Peering:
                     for frame in replies:
                         link.send_raw(frame)
                     if link.channel.established:
-                        return True
-                return False
+                        return None
         except (RemoteProtocolError, TimeoutError) as exc:
-            reason = str(exc) or "handshake timed out"
+            reason = str(exc) or "the handshake timed out"
             self._refuse(link, host, f"handshake refused: {reason}")
-            return False
+            return reason
 
     def _refuse(self, link: PeerLink, host: str, reason: str) -> None:
         self.refused += 1
@@ -269,6 +289,36 @@ class Peering:
                 self._refuse(link, host, str(exc))
                 return
             self.perform(effects)
+
+
+def dial_error(exc: BaseException) -> str:
+    """Why a dial failed, as a person reads it."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out (no answer within {DIAL_TIMEOUT:.0f} s)"
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        if exc.status == 429:
+            return f"refused by the peer: {exc.message}"
+        return f"not a Meshpad peer (it answered HTTP {exc.status} to the peer protocol's upgrade)"
+    error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(error, socket.gaierror):
+        return "unknown host (the name does not resolve)"
+    code = getattr(error, "errno", None)
+    if code == errno.ECONNREFUSED:
+        return "refused (nothing listens on that port)"
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable (no route to that host)"
+    if code == errno.ETIMEDOUT:
+        return "timed out"
+    return str(getattr(error, "strerror", None) or error or type(error).__name__)
+
+
+def closed_in_handshake(reason: str | None) -> str:
+    """Why a peer closed a link we dialled before the handshake finished."""
+    if reason and "handshake failed" in reason:
+        return "wrong network key (the peer refused the handshake)"
+    if reason and "unsupported protocol version" in reason:
+        return "the peer runs another version of Meshpad: " + reason.removeprefix("protocol error: ")
+    return f"the peer closed the link during the handshake{': ' + reason if reason else ''}"
 
 
 async def handle(request: web.Request) -> web.StreamResponse:

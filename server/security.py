@@ -29,7 +29,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from server.identity import write_atomically
+from server.identity import make_data_dir, write_atomically
 
 TOKEN_FILE = "browser-token"
 # Inline scripts a page allows in its CSP (the editor's import map).
@@ -53,7 +53,7 @@ def load_token(data_dir: Path) -> str:
     except FileNotFoundError:
         pass
     token = secrets.token_urlsafe(32)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(data_dir)
     write_atomically(path, token.encode() + b"\n", 0o600)
     return token
 

@@ -1,17 +1,69 @@
 """Settings of a peer. One table drives the command line, the environment
-variables and the README: each setting has a flag, a variable and a default."""
+variables and the README: each setting has a flag, a variable, a default,
+and the function that checks what a person typed.
+
+Every value is checked before the peer touches the disk or the network, and
+a bad one is a :class:`SettingError` that names where it came from (the
+flag or the variable) and the rule it broke.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from crdt.secure import network_key_from_text
+from server import addresses
 
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "meshpad"
+
+
+class SettingError(ValueError):
+    """A setting that cannot be used; the message names it and says why."""
+
+
+def _host(text: str) -> str:
+    host = text.strip()
+    if host in addresses.WILDCARD_HOSTS:
+        return host or "0.0.0.0"
+    try:
+        addresses.parse_address(f"{addresses.bracket(host)}:1")
+    except ValueError:
+        raise ValueError(f"{text!r} is not an address to listen on (for example 127.0.0.1, 0.0.0.0 or ::)") from None
+    return host.strip("[]")
+
+
+def _advertise(text: str) -> str:
+    if text.strip().lower() == "none":
+        return "none"
+    address = addresses.parse_address(text)
+    if addresses.host_of(address) in addresses.WILDCARD_HOSTS:
+        raise ValueError(f"{text!r}: other peers cannot dial 0.0.0.0 or ::; give this machine's address")
+    return address
+
+
+def _network_key(text: str) -> str:
+    network_key_from_text(text)
+    return text.strip()
+
+
+def _data_dir(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("an empty path")
+    return Path(text).expanduser()
+
+
+def _file(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("an empty path")
+    return Path(text).expanduser()
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,35 +72,32 @@ class Option:
     flag: str
     env: str
     help: str
+    parse: Callable[[str], Any]
+    many: bool = False  # repeatable flag; comma-separated variable
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "MESHPAD_HOST", "address to bind (default 127.0.0.1: only this machine can connect)"),
-    Option("port", "--port", "MESHPAD_PORT", "TCP port for the editor, the API and the WebSockets (default 7400)"),
-    Option(
-        "data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the SQLite store (default $XDG_DATA_HOME/meshpad)"
-    ),
-    Option(
-        "join",
-        "--join",
-        "MESHPAD_JOIN",
-        "an invite (meshpad://HOST:PORT#KEY) or the HOST:PORT of a peer of this network; repeat for several "
-        "(env: comma-separated)",
-    ),
-    Option(
-        "network_key",
-        "--network-key",
-        "MESHPAD_NETWORK_KEY",
-        "the network's shared key (default: the one in the data dir, created on first start)",
-    ),
-    Option(
-        "advertise",
-        "--advertise",
-        "MESHPAD_ADVERTISE",
-        "HOST:PORT other peers should dial to reach this one (default: --host:--port); "
-        "'none' for a peer that only dials out",
-    ),
+    Option("host", "--host", "MESHPAD_HOST", "address to listen on (default 127.0.0.1: only this machine can "
+           "connect; 0.0.0.0 to let other machines in)", _host),
+    Option("port", "--port", "MESHPAD_PORT", "TCP port for the editor, the API and the WebSockets (default 7400)",
+           addresses.parse_port),
+    Option("data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the store and the keys "
+           "(default $XDG_DATA_HOME/meshpad)", _data_dir),
+    Option("join", "--join", "MESHPAD_JOIN", "an invite (meshpad://HOST:PORT#KEY) or the HOST:PORT of a peer of "
+           "this network; repeat for several (env: comma-separated). Visible to other users in `ps`: "
+           "prefer --join-file", addresses.parse_join, many=True),
+    Option("join_file", "--join-file", "MESHPAD_JOIN_FILE", "a file holding invites or HOST:PORTs, one per line "
+           "('-': read them from standard input); keeps the network key out of `ps`", _file),
+    Option("network_key", "--network-key", "MESHPAD_NETWORK_KEY", "the network's shared key (default: the one in "
+           "the data dir, created on first start). Visible to other users in `ps`: prefer --network-key-file",
+           _network_key),
+    Option("network_key_file", "--network-key-file", "MESHPAD_NETWORK_KEY_FILE", "a file holding the network key "
+           "('-': read it from standard input)", _file),
+    Option("advertise", "--advertise", "MESHPAD_ADVERTISE", "HOST:PORT other peers should dial to reach this one "
+           "(default: --host:--port, or this machine's addresses when listening on 0.0.0.0); "
+           "'none' for a peer that only dials out", _advertise),
 )
+OPTION = {opt.name: opt for opt in OPTIONS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,26 +105,77 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7400
     data_dir: Path = field(default_factory=default_data_dir)
-    join: tuple[str, ...] = ()
+    # Each entry is (address, the invite's network key or None).
+    join: tuple[tuple[str, str | None], ...] = ()
     advertise: str | None = None
     network_key: str | None = None
+    join_file: Path | None = None
+    network_key_file: Path | None = None
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""
         if self.advertise is not None:
             return "" if self.advertise.lower() == "none" else self.advertise
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{addresses.bracket(self.host)}:{self.port}"
+
+    @property
+    def invited_key(self) -> str | None:
+        """The network key of the invites given to join with, if any."""
+        keys = {key for _, key in self.join if key is not None}
+        if len(keys) > 1:
+            raise SettingError("--join: the invites are for different networks (their keys differ)")
+        return next(iter(keys), None)
+
+    @classmethod
+    def resolve(cls, given: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from values given on the command line (already parsed;
+        None where a flag was not given), then the environment, then the
+        defaults. Files named by --join-file and --network-key-file are read
+        here. Raises SettingError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for opt in OPTIONS:
+            value = given.get(opt.name)
+            if value is None and env.get(opt.env, "").strip():
+                raw = env[opt.env]
+                items = [r for r in raw.split(",") if r.strip()] if opt.many else [raw]
+                try:
+                    parsed = [opt.parse(item) for item in items]
+                except ValueError as exc:
+                    raise SettingError(f"{opt.env}: {exc}") from None
+                value = tuple(parsed) if opt.many else parsed[0]
+            if value is not None:
+                values[opt.name] = tuple(value) if opt.many else value
+        settings = replace(cls(), **values)
+        return settings._read_files()
+
+    def _read_files(self) -> Settings:
+        settings = self
+        if self.network_key_file is not None:
+            text = _read(self.network_key_file, "--network-key-file")
+            try:
+                settings = replace(settings, network_key=_network_key(text))
+            except ValueError as exc:
+                raise SettingError(f"--network-key-file {self.network_key_file}: {exc}") from None
+        if self.join_file is not None:
+            text = _read(self.join_file, "--join-file")
+            try:
+                more = tuple(addresses.parse_join(line) for line in text.splitlines() if line.strip())
+            except ValueError as exc:
+                raise SettingError(f"--join-file {self.join_file}: {exc}") from None
+            settings = replace(settings, join=settings.join + more)
+        settings.invited_key  # noqa: B018 - checks that the invites agree
+        return settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        base = cls()
-        return cls(
-            host=env.get("MESHPAD_HOST", base.host),
-            port=int(env.get("MESHPAD_PORT", base.port)),
-            data_dir=Path(env["MESHPAD_DATA_DIR"]) if env.get("MESHPAD_DATA_DIR") else base.data_dir,
-            join=tuple(a.strip() for a in env.get("MESHPAD_JOIN", "").split(",") if a.strip()),
-            advertise=env.get("MESHPAD_ADVERTISE") or None,
-            network_key=env.get("MESHPAD_NETWORK_KEY") or None,
-        )
+        return cls.resolve({}, environ)
+
+
+def _read(path: Path, flag: str) -> str:
+    try:
+        if str(path) == "-":
+            return sys.stdin.read()
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingError(f"{flag}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -1,0 +1,155 @@
+"""HTTP routes about other peers: the Peers page, ``GET /api/peers``,
+``POST /api/peers`` (dial an address or an invite), and ``GET /api/invite``
+(what another machine joins with).
+
+An address or invite that a person types is checked here with
+``server.addresses``; an invite for another network is refused with a reason
+rather than dialled, since its handshakes could only fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server import addresses
+from server.keys import NETWORK_KEY, PEERING, RUNTIME, SETTINGS, TEMPLATES
+
+# How often the Peers page refreshes its table (static/peers.js reads it from the page).
+REFRESH_SECONDS = 2.0
+JOIN_RULE = "an invite (meshpad://HOST:PORT#KEY, as `meshpad invite` prints it) or a peer address HOST:PORT"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/peers", peers_page)
+    app.router.add_get("/peers/table", peers_table)
+    app.router.add_post("/peers", connect_from_form)
+    app.router.add_get("/api/peers", api_peers)
+    app.router.add_post("/api/peers", api_connect)
+    app.router.add_get("/api/invite", api_invite)
+
+
+def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = request.app[TEMPLATES].get_template(template).render(request=request, **context)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def _json_error(status: int, message: str) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 409: web.HTTPConflict}[status]
+    return cls(text=web.json_response({"error": message}).text, content_type="application/json")
+
+
+# -- what others dial ------------------------------------------------------------------
+
+
+def invite(request: web.Request, address: str | None = None) -> dict[str, Any]:
+    """This peer's invite and what a person should know about it."""
+    settings = request.app[SETTINGS]
+    reach = addresses.reach(settings.host, settings.port, settings.advertise)
+    if address is not None:
+        reach = addresses.reach(addresses.host_of(address), settings.port, address)
+    key = request.app[NETWORK_KEY]
+    return {
+        "invite": addresses.make_invite(reach.address, key) if reach.address else None,
+        "address": reach.address,
+        "reachable": reach.reachable,
+        "warning": reach.warning,
+        "other_addresses": list(reach.others),
+    }
+
+
+async def api_invite(request: web.Request) -> web.Response:
+    address = request.query.get("address")
+    if address is not None:
+        try:
+            address = addresses.parse_address(address)
+        except ValueError as exc:
+            raise _json_error(400, str(exc)) from exc
+    return web.json_response(invite(request, address))
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def peer_rows(request: web.Request) -> list[dict[str, Any]]:
+    runtime = request.app[RUNTIME]
+    now = runtime.now()
+    rows = runtime.gossip.peer_rows(now)
+    for row in rows:
+        heard = row.pop("last_heard", None)
+        row["last_heard_s_ago"] = None if heard is None else round(now - float(heard), 2)  # type: ignore[arg-type]
+        check = row.pop("last_sync_check", None)
+        row["last_sync_check_s_ago"] = None if check is None else round(now - float(check), 2)  # type: ignore[arg-type]
+    return rows
+
+
+async def api_peers(request: web.Request) -> web.Response:
+    return web.json_response(peer_rows(request))
+
+
+def _table_context(request: web.Request) -> dict[str, Any]:
+    node = request.app[RUNTIME].gossip
+    return {"peers": peer_rows(request), "documents": len(node.documents)}
+
+
+async def peers_table(request: web.Request) -> web.Response:
+    """The table alone, for the page's script to refresh it in place."""
+    return _render(request, "peers_table.html", **_table_context(request))
+
+
+async def peers_page(request: web.Request, *, error: str | None = None, typed: str = "") -> web.Response:
+    node = request.app[RUNTIME].gossip
+    return _render(
+        request,
+        "peers.html",
+        status=400 if error else 200,
+        peer_id=node.peer_id.hex(),
+        listen=node.listen,
+        invite=invite(request),
+        join_rule=JOIN_RULE,
+        refresh_seconds=REFRESH_SECONDS,
+        error=error,
+        typed=typed,
+        **_table_context(request),
+    )
+
+
+# -- joining -----------------------------------------------------------------------------
+
+
+def _join(request: web.Request, text: object) -> str:
+    """Dial what a person gave; returns the address. Raises ValueError."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"give {JOIN_RULE}")
+    address, key = addresses.parse_join(text)
+    if key is not None and key != request.app[NETWORK_KEY]:
+        raise ValueError(
+            "this invite is for another network: this peer can only join peers of its own network. "
+            "To join that network, run a peer with a new --data-dir and --join this invite"
+        )
+    runtime = request.app[RUNTIME]
+    request.app[PEERING].perform(runtime.gossip.join(address, runtime.now()))
+    return address
+
+
+async def api_connect(request: web.Request) -> web.Response:
+    try:
+        payload = await request.json()
+    except ValueError as exc:
+        raise _json_error(400, f'body must be JSON: {{"address": {JOIN_RULE}}}') from exc
+    try:
+        address = _join(request, payload.get("address") if isinstance(payload, dict) else None)
+    except ValueError as exc:
+        raise _json_error(400, str(exc)) from exc
+    return web.json_response({"address": address, "status": "dialling"}, status=202)
+
+
+async def connect_from_form(request: web.Request) -> web.Response:
+    form = await request.post()
+    typed = str(form.get("address") or "")
+    try:
+        _join(request, typed)
+    except ValueError as exc:
+        return await peers_page(request, error=str(exc), typed=typed)
+    raise web.HTTPSeeOther("/peers")
