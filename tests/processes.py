@@ -43,11 +43,15 @@ class Peer:
         args: list[str] | None = None,
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
+        bind: str | None = None,
     ) -> None:
+        """*host* is where the test reaches the peer; *bind* (default: *host*)
+        is its ``--host``."""
         self.env = dict(env or {})
         self.data_dir = data_dir
         self.args = list(args or [])
         self.host = host
+        self.bind = bind or host
         self.port = port or free_port()
         self.command = command or [sys.executable, "-m", "server"]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +71,7 @@ class Peer:
             [
                 *self.command,
                 "serve",
-                *("--host", self.host, "--port", str(self.port), "--data-dir", str(self.data_dir)),
+                *("--host", self.bind, "--port", str(self.port), "--data-dir", str(self.data_dir)),
                 *self.args,
             ],
             stdout=log,
