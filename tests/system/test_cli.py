@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 MESHPAD = [sys.executable, "-m", "server"]
 
 
-def meshpad(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def meshpad(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHPAD_")}
     clean.update(env or {})
     return subprocess.run(
