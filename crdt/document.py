@@ -66,6 +66,17 @@ class Overlaps(RemoteProtocolError):
     """The update starts inside what this replica has; resync the sender."""
 
 
+class DocumentTooLarge(RemoteProtocolError):
+    """The update would take the document past MAX_DOCUMENT_BYTES: it is
+    refused whole, and the sender is told by how much it is over."""
+
+    def __init__(self, name: str, over: int, limit: int = MAX_DOCUMENT_BYTES) -> None:
+        super().__init__(f"document too large: {over} bytes over the limit of {limit} bytes")
+        self.name = name
+        self.over = over
+        self.limit = limit
+
+
 def _fingerprint(doc: Doc[Text], text: str) -> tuple[str, StateVector, list[tuple[int, int, int]]]:
     return text, decode_state_vector(doc.get_state()), delete_set_of(doc.get_update(doc.get_state()))
 
@@ -242,12 +253,12 @@ class Document:
         error: RemoteProtocolError | None = None
         try:
             for update in updates:
+                if size + len(update) > MAX_DOCUMENT_BYTES:  # before parsing: a refused paste costs nothing
+                    raise DocumentTooLarge(self.name, size + len(update) - MAX_DOCUMENT_BYTES)
                 info = parse_update(update)
                 ranges = info.ranges
                 if not ranges and not info.deletes:
                     continue
-                if size + len(update) > MAX_DOCUMENT_BYTES:
-                    raise RemoteProtocolError(f"{self.name}: document would exceed {MAX_DOCUMENT_BYTES} bytes")
                 # info.is_ready, is_known and _overlaps in one pass: this runs per keystroke.
                 ready = True
                 for client, clock in info.needs.items():

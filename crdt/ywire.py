@@ -8,6 +8,10 @@ framing), one message per WebSocket frame::
                               sent have been processed and are on disk
 
 Decoding raises :class:`~crdt.errors.RemoteProtocolError` for anything else.
+A frame that is refused closes the connection with code 1008 and the reason,
+except one that would take the document past its size limit: that closes
+with CLOSE_TOO_LARGE, and the reason says by how much, so that an editor can
+tell its user and stop sending it again.
 Awareness updates are ``count, (client id, clock, JSON state)*``; a state of
 ``null`` means the client left.
 """
@@ -24,6 +28,11 @@ MESSAGE_AWARENESS = 1
 MESSAGE_AUTH = 2
 MESSAGE_QUERY_AWARENESS = 3
 MESSAGE_SAVED = 100
+
+# WebSocket close code (application range) for "this change makes the
+# document too large"; the reason reads "document too large: N bytes over the
+# limit of M bytes".
+CLOSE_TOO_LARGE = 4413
 
 SYNC_STEP1 = 0
 SYNC_STEP2 = 1

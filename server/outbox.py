@@ -35,6 +35,7 @@ class Outbox:
         self.frames: deque[bytes] = deque()
         self.queued_bytes = 0
         self.close_reason: str | None = None
+        self.close_code: int | None = None  # None: from the reason (see the module's doc)
         self._wakeup = asyncio.Event()
 
     def put(self, data: bytes) -> bool:
@@ -51,9 +52,10 @@ class Outbox:
         self._wakeup.set()
         return True
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, code: int | None = None) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+            self.close_code = code
             self._wakeup.set()
 
     async def pump(self, ws: AnyWebSocket) -> None:
@@ -79,6 +81,8 @@ class Outbox:
             log.debug("write failed: %s", exc)
         finally:
             reason = self.close_reason or "closed"
-            code = WSCloseCode.POLICY_VIOLATION if reason.startswith("protocol error") else WSCloseCode.OK
+            code = self.close_code
+            if code is None:
+                code = WSCloseCode.POLICY_VIOLATION if reason.startswith("protocol error") else WSCloseCode.OK
             with suppress(ConnectionError, RuntimeError):
                 await ws.close(code=code, message=reason.encode()[:120])

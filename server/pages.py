@@ -10,10 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
+from crdt.document import MAX_DOCUMENT_BYTES
 from crdt.errors import InvalidName
 from crdt.names import NAME_RULE, validate_name
 from crdt.store import DocumentInfo
 from server.assets import VENDOR_BUNDLE
+from server.browser_ws import MAX_FRAME_BYTES
 from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
 from server.runtime import DocumentExists, Runtime
 from server.security import CSP_HASHES, script_hash
@@ -104,7 +106,14 @@ async def editor(request: web.Request) -> web.Response:
     static = request.app[STATIC]
     importmap = json.dumps({"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE)}})
     request[CSP_HASHES] = [script_hash(importmap)]
-    return _render(request, "editor.html", name=name, importmap=importmap)
+    return _render(
+        request,
+        "editor.html",
+        name=name,
+        importmap=importmap,
+        max_document_bytes=MAX_DOCUMENT_BYTES,
+        max_frame_bytes=MAX_FRAME_BYTES,
+    )
 
 
 async def create_from_form(request: web.Request) -> web.Response:

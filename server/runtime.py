@@ -23,7 +23,7 @@ from pycrdt import merge_updates
 
 from crdt import node as core
 from crdt import ywire
-from crdt.document import Document
+from crdt.document import Document, DocumentTooLarge
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send, merge_update_frames
@@ -72,8 +72,8 @@ class Connection:
     def send(self, data: bytes) -> None:
         self.outbox.put(data)
 
-    def close(self, reason: str) -> None:
-        self.outbox.close(reason)
+    def close(self, reason: str, code: int | None = None) -> None:
+        self.outbox.close(reason, code)
 
     @property
     def close_reason(self) -> str | None:
@@ -362,7 +362,10 @@ class Runtime:
         if error is not None:
             self.frames_refused += 1
             log.warning("closing browser connection to %r from %s: %s", conn.name, conn.remote, error)
-            conn.close(f"protocol error: {error}")
+            if isinstance(error, DocumentTooLarge):
+                conn.close(str(error), ywire.CLOSE_TOO_LARGE)
+            else:
+                conn.close(f"protocol error: {error}")
             return
         conn.received += len(frames)
         if conn.wants_acks:

@@ -14,11 +14,23 @@ import {
 } from 'meshpad-vendor'
 
 const MESSAGE_SAVED = 100
+const MESSAGE_QUERY_AWARENESS = 3
+// The peer closes with this code a connection whose change would make the
+// document too large (crdt/ywire.py); the reason says by how much.
+const CLOSE_TOO_LARGE = 4413
+// A peer that has answered nothing this long after we sent it a frame is
+// "not responding" (frozen, or its machine asleep): say so instead of
+// "saving…". After this much silence the page asks it for a sign of life.
+const PEER_SILENT_MS = 3000
+const PROBE_AFTER_MS = 5000
 const root = document.getElementById('editor')
 const name = root.dataset.doc
+const maxDocumentBytes = Number(root.dataset.maxDocumentBytes)
+const maxFrameBytes = Number(root.dataset.maxFrameBytes)
 const statusEl = document.getElementById('status')
 const savedEl = document.getElementById('saved')
 const peopleEl = document.getElementById('people')
+const problemEl = document.getElementById('problem')
 
 // -- who am I ----------------------------------------------------------------
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#0f8b8d', '#f032e6', '#9a6324']
@@ -38,17 +50,35 @@ const ydoc = new Y.Doc()
 const ytext = ydoc.getText('content')
 const local = new IndexeddbPersistence('meshpad:' + location.host + ':' + name, ydoc)
 
+let heardAt = Date.now() // when the peer last sent anything
+let unansweredSince = null // the first frame sent since then
+// Set when the peer refused a change as too large: { over, limit, atLeast }.
+// The editor then stops connecting until the person acts.
+let tooLarge = null
+
 // Counts the frames sent on each socket, so acknowledgements can be matched.
 class CountingWebSocket extends WebSocket {
   constructor (url, protocols) {
     super(url, protocols)
     this.sent = 0
+    this.addEventListener('message', () => {
+      heardAt = Date.now()
+      unansweredSince = null
+    })
   }
 
   send (data) {
+    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data)
+    if (bytes.byteLength > maxFrameBytes) {
+      // The peer would cut such a frame off without a word: say it here,
+      // and send nothing.
+      stopTooLarge({ over: bytes.byteLength - maxDocumentBytes, limit: maxDocumentBytes, atLeast: true })
+      this.close()
+      return
+    }
     super.send(data)
     this.sent += 1
-    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data)
+    if (unansweredSince === null) unansweredSince = Date.now()
     // Our sync step 2 carries everything the peer lacks: once it is
     // acknowledged, every edit made so far is on the peer's disk.
     if (bytes[0] === 0 && bytes[1] === 1 && unsavedUntil !== null) unsavedUntil = this.sent
@@ -76,7 +106,12 @@ ydoc.on('update', (_update, origin) => {
   unsavedUntil = provider.wsconnected && ws && ws.readyState === WebSocket.OPEN ? ws.sent : Infinity
   render()
 })
-provider.on('connection-close', () => {
+provider.on('connection-close', (event) => {
+  if (event && event.code === CLOSE_TOO_LARGE) {
+    const m = /(\d+) bytes over the limit of (\d+)/.exec(event.reason || '')
+    stopTooLarge({ over: m ? Number(m[1]) : null, limit: m ? Number(m[2]) : maxDocumentBytes, atLeast: false })
+  }
+  unansweredSince = null
   if (unsavedUntil !== null) unsavedUntil = Infinity
   render()
 })
@@ -85,24 +120,113 @@ provider.on('sync', render)
 window.addEventListener('online', render)
 window.addEventListener('offline', render)
 
+// A quiet connection is asked for a sign of life (query awareness: the peer
+// answers with the cursors present and an acknowledgement), so a frozen
+// peer shows even when nothing is being typed.
+setInterval(() => {
+  const ws = provider.ws
+  if (provider.wsconnected && ws && unansweredSince === null && Date.now() - heardAt > PROBE_AFTER_MS) {
+    ws.send(new Uint8Array([MESSAGE_QUERY_AWARENESS]))
+  }
+  render()
+}, 500)
+
 provider.awareness.setLocalStateField('user', { name: user.name, color: user.color, colorLight: user.color + '33' })
 provider.awareness.on('change', renderPeople)
 
 // -- status line -----------------------------------------------------------------
+function peerSilent () {
+  return provider.wsconnected && unansweredSince !== null && Date.now() - unansweredSince > PEER_SILENT_MS
+}
+
 function render () {
   let state
-  if (!navigator.onLine) state = 'offline'
+  if (tooLarge) state = 'stopped'
+  else if (!navigator.onLine) state = 'offline'
+  else if (peerSilent()) state = 'not-responding'
   else if (provider.wsconnected && provider.synced) state = 'connected'
   else if (provider.wsconnected || provider.wsconnecting) state = provider.wsUnsuccessfulReconnects > 0 || everConnected ? 'reconnecting' : 'connecting'
   else state = 'reconnecting'
   if (provider.wsconnected && provider.synced) everConnected = true
   statusEl.dataset.state = state
-  statusEl.textContent = state === 'connected' ? 'connected' : state === 'offline' ? 'offline' : state + '…'
+  setText(statusEl, {
+    stopped: 'stopped: too large',
+    offline: 'offline',
+    'not-responding': 'peer not responding',
+    connected: 'connected'
+  }[state] || state + '…')
   const saved = unsavedUntil === null
   savedEl.dataset.saved = String(saved)
-  savedEl.textContent = saved ? 'saved on this peer' : (provider.wsconnected ? 'saving…' : 'unsaved: kept in this browser')
+  let savedText
+  if (saved) savedText = 'saved on this peer'
+  else if (tooLarge) savedText = 'not saved: the document is too large'
+  else if (state === 'not-responding') savedText = 'peer not responding; your edits are kept in this browser'
+  else savedText = provider.wsconnected ? 'saving…' : 'unsaved: kept in this browser'
+  setText(savedEl, savedText)
+  renderProblem()
 }
 let everConnected = false
+
+function setText (el, text) {
+  if (el.textContent !== text) el.textContent = text // unchanged text is not announced again
+}
+
+// -- a change too large for the peer ---------------------------------------------
+function stopTooLarge (info) {
+  tooLarge = info
+  provider.shouldConnect = false // y-websocket reconnects only while this is set
+  render()
+}
+
+function mib (bytes) {
+  return (bytes / 1048576).toFixed(bytes < 10 * 1048576 ? 1 : 0) + ' MiB'
+}
+
+function renderProblem () {
+  problemEl.hidden = !tooLarge
+  if (!tooLarge) return
+  const over = tooLarge.over === null ? 'over' : (tooLarge.atLeast ? 'at least ' : '') + mib(tooLarge.over) + ' over'
+  setText(document.getElementById('problem-text'),
+    'This document would be too large for the peer: the last change is ' + over + ' its limit of ' +
+    mib(tooLarge.limit) + '. It was not saved on the peer, and the editor has stopped sending. ' +
+    'Your text is kept in this browser: undo the change (or delete some text) and try again, ' +
+    'or export what you typed.')
+  document.getElementById('problem-undo').disabled = undoManager.undoStack.length === 0
+}
+
+document.getElementById('problem-undo').addEventListener('click', () => {
+  undoManager.undo()
+  view.focus()
+})
+document.getElementById('problem-retry').addEventListener('click', () => {
+  // Deleted text is kept while undo or redo may bring it back, and the
+  // peer would be sent it again: forget this tab's undo history and drop
+  // what was deleted, so that only the text now in the editor is sent.
+  undoManager.clear(true, true)
+  Y.tryGc(Y.createDeleteSetFromStructStore(ydoc.store), ydoc.store, ydoc.gcFilter)
+  tooLarge = null
+  provider.connect()
+  render()
+})
+document.getElementById('problem-export').addEventListener('click', () => {
+  const blob = new Blob([ytext.toString()], { type: 'text/markdown;charset=utf-8' })
+  const link = document.createElement('a')
+  link.href = URL.createObjectURL(blob)
+  link.download = name + '.md'
+  document.body.append(link)
+  link.click()
+  link.remove()
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000)
+})
+document.getElementById('problem-discard').addEventListener('click', async () => {
+  if (!window.confirm('Discard every change this browser holds that the peer has not saved? This cannot be undone.')) return
+  provider.destroy()
+  await local.destroy()
+  const request = indexedDB.deleteDatabase(local.name)
+  request.onblocked = () => setText(document.getElementById('problem-text'),
+    'Close the other tabs of this document to discard its unsaved changes.')
+  request.onsuccess = () => location.reload()
+})
 
 function renderPeople () {
   peopleEl.replaceChildren()
@@ -157,6 +281,8 @@ const view = new EditorView({
   })
 })
 
-window.meshpad = { doc: ydoc, text: ytext, provider, local, view, undoManager, isSaved: () => unsavedUntil === null }
+window.meshpad = {
+  doc: ydoc, text: ytext, provider, local, view, undoManager, isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge
+}
 render()
 renderPeople()

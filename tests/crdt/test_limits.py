@@ -7,7 +7,7 @@ import random
 import pytest
 
 from crdt import peerwire as pw
-from crdt.document import MAX_DOCUMENT_BYTES, Document
+from crdt.document import MAX_DOCUMENT_BYTES, Document, DocumentTooLarge
 from crdt.errors import RemoteProtocolError
 from crdt.limits import (
     BAN_BASE,
@@ -54,11 +54,15 @@ def test_largest_document():
     while sum(len(u) for u in updates) <= MAX_DOCUMENT_BYTES:
         updates.extend(c.update for c in author.edit("me", insert=chunk, at=len(author.text)))
     replica = Document("big", 8)
-    with pytest.raises(RemoteProtocolError, match="exceed"):
+    with pytest.raises(DocumentTooLarge, match="bytes over the limit") as refused:
         for update in updates:
             replica.receive(update, "peer")
     assert replica.size <= MAX_DOCUMENT_BYTES
     assert len(replica.text) < len(author.text)
+    # The refusal says by how much: the refused update would have gone this far past the limit.
+    assert refused.value.limit == MAX_DOCUMENT_BYTES
+    assert refused.value.over == replica.size + len(updates[len(replica.text) // len(chunk)]) - MAX_DOCUMENT_BYTES
+    assert isinstance(refused.value, RemoteProtocolError)
 
 
 def test_peer_messages_that_break_counts_are_refused():
