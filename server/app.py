@@ -30,6 +30,10 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _thousands(n: int) -> str:
     return f"{n:,}"
 
@@ -37,6 +41,26 @@ def _thousands(n: int) -> str:
 def _plural(n: int, noun: str) -> str:
     """``3 documents``, ``1 document``, with thousands separated."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+@web.middleware
+async def not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A path no route knows gets the site's own page (or JSON under /api/),
+    not aiohttp's bare "404: Not Found"."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        if request.match_info.http_exception is None:
+            raise  # a route's own answer, with its own message
+        missing = isinstance(exc, web.HTTPNotFound)
+        headers = {} if missing else {"Allow": exc.headers.get("Allow", "")}
+        message = "no such page" if missing else f"{request.method} is not allowed here"
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": message}, status=exc.status, headers=headers)
+        html = request.app[TEMPLATES].get_template("error.html").render(
+            request=request, title="Page not found" if missing else "Not allowed", message=message.capitalize() + "."
+        )
+        return web.Response(text=html, content_type="text/html", status=exc.status, headers=headers)
 
 
 @web.middleware
@@ -56,7 +80,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     (``SQLiteStore`` in ``settings.data_dir`` unless one is given)."""
     token = security.load_token(settings.data_dir)
     app = web.Application(
-        client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024, middlewares=[security.guard(token), store_errors]
+        client_max_size=pages.MAX_IMPORT_BYTES + 64 * 1024, middlewares=[security.guard(token), not_found, store_errors]
     )
     app[BROWSER_TOKEN] = token
     root = asset_root()
@@ -68,6 +92,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     )
     env.globals["static_url"] = static.url
     env.filters["when"] = _when
+    env.filters["iso"] = _iso
     env.filters["thousands"] = _thousands
     env.filters["plural"] = _plural
     app[SETTINGS] = settings

@@ -4,7 +4,10 @@ the JSON API. Names are checked here, at the edge, with one message."""
 from __future__ import annotations
 
 import json
-from contextlib import suppress
+import re
+import unicodedata
+import urllib.parse
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +15,7 @@ from aiohttp import web
 
 from crdt.document import MAX_DOCUMENT_BYTES
 from crdt.errors import InvalidName
-from crdt.names import NAME_RULE, validate_name
+from crdt.names import MAX_NAME_LENGTH, NAME_RULE, validate_name
 from crdt.store import DocumentInfo
 from server.assets import VENDOR_BUNDLE
 from server.browser_ws import MAX_FRAME_BYTES
@@ -93,9 +96,17 @@ def _infos(runtime: Runtime) -> list[DocumentInfo]:
 # -- pages ---------------------------------------------------------------------
 
 
-async def index(request: web.Request) -> web.Response:
+async def index(
+    request: web.Request, *, status: int = 200, problem: str | None = None, form: str = "", typed: str = "",
+    existing: str | None = None,
+) -> web.Response:
+    """The documents page; *problem* is shown on the *form* ("create" or
+    "import") that caused it, with what was *typed* kept."""
     runtime = request.app[RUNTIME]
-    return _render(request, "index.html", documents=_infos(runtime), name_rule=NAME_RULE)
+    return _render(
+        request, "index.html", status=status, documents=_infos(runtime), name_rule=NAME_RULE,
+        problem=problem, problem_form=form, typed=typed, existing=existing,
+    )  # fmt: skip
 
 
 async def editor(request: web.Request) -> web.Response:
@@ -118,50 +129,60 @@ async def editor(request: web.Request) -> web.Response:
 
 async def create_from_form(request: web.Request) -> web.Response:
     form = await request.post()
-    name = _name(request, str(form.get("name", "")).strip(), html=True)
-    with suppress(DocumentExists):  # the form's promise is "open a document of this name"
+    typed = str(form.get("name", "")).strip()
+    try:
+        name = validate_name(typed)
         await request.app[RUNTIME].create(name)
+    except InvalidName as exc:
+        return await index(request, status=400, problem=str(exc), form="create", typed=typed)
+    except DocumentExists:
+        return await index(
+            request, status=409, problem=f"A document named “{name}” already exists.", form="create", typed=typed,
+            existing=name,
+        )  # fmt: skip
     raise web.HTTPSeeOther(f"/doc/{name}")
 
 
 async def import_file(request: web.Request) -> web.Response:
     form = await request.post()
     upload = form.get("file")
+    typed = str(form.get("name") or "").strip()
+
+    def refuse(status: int, problem: str, existing: str | None = None) -> Awaitable[web.Response]:
+        return index(request, status=status, problem=problem, form="import", typed=typed, existing=existing)
+
     if not isinstance(upload, web.FileField):
-        return _render(request, "error.html", status=400, title="Import failed", message="choose a text file to import")
+        return await refuse(400, "Choose a text file to import.")
     raw = upload.file.read(MAX_IMPORT_BYTES + 1)
     if len(raw) > MAX_IMPORT_BYTES:
-        return _render(
-            request,
-            "error.html",
-            status=413,
-            title="Import failed",
-            message=f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB",
-        )
+        return await refuse(413, f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB.")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return _render(request, "error.html", status=400, title="Import failed", message="the file is not UTF-8 text")
-    wanted = str(form.get("name") or "").strip() or _name_from_filename(upload.filename)
-    name = _name(request, wanted, html=True)
+        return await refuse(400, "The file is not UTF-8 text.")
+    try:
+        # Some clients percent-encode the file name in the form (aiohttp's does).
+        name = validate_name(typed) if typed else name_from_filename(urllib.parse.unquote(upload.filename))
+    except InvalidName as exc:
+        return await refuse(400, str(exc))
     try:
         await request.app[RUNTIME].create(name, text)
     except DocumentExists:
-        return _render(
-            request,
-            "error.html",
-            status=409,
-            title="Import failed",
-            message=f"a document named {name!r} already exists; choose another name",
-        )
+        return await refuse(409, f"A document named “{name}” already exists: choose another name.", name)
     raise web.HTTPSeeOther(f"/doc/{name}")
 
 
-def _name_from_filename(filename: str) -> str:
+def name_from_filename(filename: str) -> str:
+    """A valid document name made from a file's name: ``My Notes (v2).md``
+    becomes ``My-Notes-v2``. Accents are dropped, every run of other
+    characters becomes one ``-``."""
     stem = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
-    if "." in stem and not stem.startswith("."):
+    if "." in stem.lstrip("."):
         stem = stem.rsplit(".", 1)[0]
-    return stem
+    ascii_only = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_only).strip("-.")
+    name = re.sub(r"-{2,}", "-", name)[:MAX_NAME_LENGTH].rstrip("-.") or "imported"
+    return validate_name(name)
 
 
 async def export(request: web.Request) -> web.Response:
