@@ -54,14 +54,20 @@ class Host:
             token = ""
         return dict(os.environ, MESHPAD_TOKEN=token)
 
-    def start(self, *join: str) -> None:
+    def start(
+        self, *join: str, host: str | None = None, key: str | None = TEST_NETWORK_KEY, args: tuple[str, ...] = ()
+    ) -> None:
+        """Serve on *host* (default: this host's address) with the network
+        *key* (None: the data dir's own, or the invite's)."""
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.data.parent / f"host{self.index}.log", "ab")  # noqa: SIM115 - the child keeps it
         cmd = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "server", "serve"]
-        cmd += ["--host", self.ip, "--port", "7400", "--data-dir", str(self.data)]
+        cmd += ["--host", host or self.ip, "--port", "7400", "--data-dir", str(self.data), *args]
         for address in join:
             cmd += ["--join", address]
-        env = dict(os.environ, MESHPAD_NETWORK_KEY=TEST_NETWORK_KEY)
+        env = {k: v for k, v in os.environ.items() if k != "MESHPAD_NETWORK_KEY"}
+        if key is not None:
+            env["MESHPAD_NETWORK_KEY"] = key
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent, env=env)
         log.close()
         wait(lambda: self.client("peers", check=False).returncode == 0, f"host {self.index} ready")
@@ -200,3 +206,28 @@ def test_other_machines_need_the_browser_token(hosts):
     h2.start(f"{h1.ip}:7400")
     h1.client("create", "pub", "ok")
     wait(lambda: h2.text("pub") == "ok", "h2 receives h1's document")
+
+
+def test_two_machines_join_with_the_invite_as_printed(hosts):
+    """The README's join section, on two hosts: the first peer listens on
+    every interface, `meshpad invite` on it prints the invite, and the
+    second joins with exactly that (on the command line, or from a file)."""
+    h1, h2, h3 = hosts
+    h1.start(host="0.0.0.0", key=None)
+    printed = h1.run(sys.executable, "-m", "server", "invite", "--data-dir", str(h1.data))
+    invite = printed.stdout.strip()
+    key = (h1.data / "network-key").read_text().strip()
+    assert invite == f"meshpad://{h1.ip}:7400#{key}", printed
+    assert printed.stderr == ""  # reachable: nothing to warn about
+    h1.client("create", "welcome", "joined by invite")
+    h2.start(invite, host="0.0.0.0", key=None)
+    invite_file = h3.data.parent / "invite.txt"
+    invite_file.write_text(printed.stdout)
+    h3.start(host="0.0.0.0", key=None, args=("--join-file", str(invite_file)))
+    wait(lambda: h2.text("welcome") == "joined by invite", "h2 receives h1's document")
+    wait(lambda: h3.text("welcome") == "joined by invite", "h3 receives h1's document")
+    assert (h2.data / "network-key").read_text().strip() == key
+    assert (h3.data / "network-key").read_text().strip() == key
+    # h2 and h3 found each other through h1, and h2's invite names h2.
+    h2_invite = h2.run(sys.executable, "-m", "server", "invite", "--data-dir", str(h2.data)).stdout.strip()
+    assert h2_invite == f"meshpad://{h2.ip}:7400#{key}"
