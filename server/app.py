@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import jinja2
+import markupsafe
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -36,6 +38,13 @@ def _iso(ts: float) -> str:
 
 def _thousands(n: int) -> str:
     return f"{n:,}"
+
+
+def _prose(text: str, capital: bool = True) -> markupsafe.Markup:
+    """A message written for the terminal, for a page: capitalised (unless
+    it goes inside a sentence), and `commands` in code."""
+    escaped = str(markupsafe.escape(text[:1].upper() + text[1:] if capital else text))
+    return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
 
 
 def _plural(n: int, noun: str) -> str:
@@ -95,6 +104,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     env.filters["iso"] = _iso
     env.filters["thousands"] = _thousands
     env.filters["plural"] = _plural
+    env.filters["prose"] = _prose
     app[SETTINGS] = settings
     app[STATIC] = static
     app[TEMPLATES] = env

@@ -180,7 +180,10 @@ class Peering:
         when it is new for this address (not at every retry)."""
         if self._stopping:
             return
-        if self._dial_errors.get(address) != reason:
+        previous = self._dial_errors.get(address)
+        if reason == REFUSED_FOR_NOW and previous and REFUSED_FOR_NOW not in previous:
+            reason = f"{previous}; {reason}"  # a ban hides the cause: keep it in view
+        if previous != reason:
             self._dial_errors[address] = reason
             log.warning("cannot connect to %s: %s (retrying)", address, reason)
         else:
@@ -291,13 +294,16 @@ class Peering:
             self.perform(effects)
 
 
+REFUSED_FOR_NOW = "the peer refuses this address for a while (too many failed attempts, or too many links)"
+
+
 def dial_error(exc: BaseException) -> str:
     """Why a dial failed, as a person reads it."""
     if isinstance(exc, TimeoutError):
         return f"timed out (no answer within {DIAL_TIMEOUT:.0f} s)"
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status == 429:
-            return f"refused by the peer: {exc.message}"
+            return REFUSED_FOR_NOW
         return f"not a Meshpad peer (it answered HTTP {exc.status} to the peer protocol's upgrade)"
     error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
     if isinstance(error, socket.gaierror):
