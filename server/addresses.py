@@ -32,6 +32,17 @@ def parse_port(text: object) -> int:
     return int(raw)
 
 
+def parse_listen_port(text: object) -> int:
+    """A port to listen on: 1 to 65535, or 0 for any free one."""
+    if str(text).strip() == "0":
+        return 0
+    try:
+        return parse_port(text)
+    except ValueError:
+        rule = "a whole number from 1 to 65535 (0: any free port)"
+        raise ValueError(f"{str(text).strip()!r} is not a port: {rule}") from None
+
+
 def parse_address(raw: object) -> str:
     """A peer address ``HOST:PORT`` as typed by a person (``http://`` and a
     trailing ``/`` are forgiven). Raises ValueError with the rule."""

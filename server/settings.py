@@ -79,8 +79,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", "MESHPAD_HOST", "address to listen on (default 127.0.0.1: only this machine can "
            "connect; 0.0.0.0 to let other machines in)", _host),
-    Option("port", "--port", "MESHPAD_PORT", "TCP port for the editor, the API and the WebSockets (default 7400)",
-           addresses.parse_port),
+    Option("port", "--port", "MESHPAD_PORT", "TCP port for the editor, the API and the WebSockets (default 7400; "
+           "0: any free port, printed at start)", addresses.parse_listen_port),
     Option("data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the store and the keys "
            "(default $XDG_DATA_HOME/meshpad)", _data_dir),
     Option("join", "--join", "MESHPAD_JOIN", "an invite (meshpad://HOST:PORT#KEY) or the HOST:PORT of a peer of "

@@ -59,11 +59,31 @@ def test_a_taken_port_creates_nothing(tmp_path, taken_port):
     assert list(empty.iterdir()) == []
 
 
-@pytest.mark.parametrize("port", ["99999", "0", "-1", "abc", "7400.5"])
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "abc", "7400.5", ""])
 def test_a_bad_port_is_refused(tmp_path, port):
     data = tmp_path / "data"
     refused(meshpad("serve", "--port", port, "--data-dir", str(data)), "--port", "1 to 65535")
     assert not data.exists()
+
+
+def test_port_zero_takes_a_free_port_and_the_invite_names_it(tmp_path):
+    data = tmp_path / "a"
+    proc = subprocess.Popen(
+        [*MESHPAD, "serve", "--port", "0", "--data-dir", str(data)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MESHPAD_")},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("Meshpad peer: open http://127.0.0.1:"), first
+        port = int(first.split("127.0.0.1:", 1)[1].split("/", 1)[0])
+        assert port > 0
+        address, _ = addresses.parse_invite(invite(data).stdout.strip())
+        assert address == f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_a_bad_environment_variable_is_named_and_does_not_block_help(tmp_path):
