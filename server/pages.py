@@ -44,7 +44,7 @@ async def favicon(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     html = request.app[TEMPLATES].get_template(template).render(request=request, **context)
     return web.Response(text=html, content_type="text/html", status=status)
 
@@ -55,13 +55,13 @@ def _name(request: web.Request, raw: object, *, html: bool) -> str:
     except InvalidName as exc:
         if html:
             raise web.HTTPBadRequest(
-                text=_render(request, "error.html", status=400, title="Invalid name", message=str(exc)).text,
+                text=render(request, "error.html", status=400, title="Invalid name", message=str(exc)).text,
                 content_type="text/html",
             ) from exc
-        raise _json_error(400, str(exc)) from exc
+        raise json_error(400, str(exc)) from exc
 
 
-def _json_error(status: int, message: str) -> web.HTTPException:
+def json_error(status: int, message: str) -> web.HTTPException:
     body = json.dumps({"error": message})
     if status == 413:
         return web.HTTPRequestEntityTooLarge(
@@ -103,7 +103,7 @@ async def index(
     """The documents page; *problem* is shown on the *form* ("create" or
     "import") that caused it, with what was *typed* kept."""
     runtime = request.app[RUNTIME]
-    return _render(
+    return render(
         request, "index.html", status=status, documents=_infos(runtime), name_rule=NAME_RULE,
         problem=problem, problem_form=form, typed=typed, existing=existing,
     )  # fmt: skip
@@ -113,11 +113,11 @@ async def editor(request: web.Request) -> web.Response:
     name = _name(request, request.match_info["name"], html=True)
     runtime = request.app[RUNTIME]
     if not runtime.exists(name):
-        return _render(request, "missing.html", status=404, name=name)
+        return render(request, "missing.html", status=404, name=name)
     static = request.app[STATIC]
     importmap = json.dumps({"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE)}})
     request[CSP_HASHES] = [script_hash(importmap)]
-    return _render(
+    return render(
         request,
         "editor.html",
         name=name,
@@ -189,7 +189,7 @@ async def export(request: web.Request) -> web.Response:
     name = _name(request, request.match_info["name"], html=True)
     runtime = request.app[RUNTIME]
     if not runtime.exists(name):
-        return _render(request, "missing.html", status=404, name=name)
+        return render(request, "missing.html", status=404, name=name)
     session = await runtime.session(name)
     return web.Response(
         text=session.document.text,
@@ -228,7 +228,7 @@ async def api_get(request: web.Request) -> web.Response:
     name = _name(request, request.match_info["name"], html=False)
     runtime = request.app[RUNTIME]
     if not runtime.exists(name):
-        raise _json_error(404, f"no document named {name!r}")
+        raise json_error(404, f"no document named {name!r}")
     session = await runtime.session(name)
     body = _doc_json(runtime.info(name))
     body["text"] = session.document.text
@@ -240,20 +240,20 @@ async def api_create(request: web.Request) -> web.Response:
     try:
         payload = await request.json()
     except ValueError as exc:
-        raise _json_error(400, 'body must be JSON: {"name": ..., "text": optional}') from exc
+        raise json_error(400, 'body must be JSON: {"name": ..., "text": optional}') from exc
     if not isinstance(payload, dict):
-        raise _json_error(400, "body must be a JSON object")
+        raise json_error(400, "body must be a JSON object")
     name = _name(request, payload.get("name"), html=False)
     text = payload.get("text", "")
     if not isinstance(text, str):
-        raise _json_error(400, '"text" must be a string')
+        raise json_error(400, '"text" must be a string')
     if len(text.encode("utf-8")) > MAX_IMPORT_BYTES:
-        raise _json_error(413, "text too large")
+        raise json_error(413, "text too large")
     runtime = request.app[RUNTIME]
     try:
         await runtime.create(name, text)
     except DocumentExists as exc:
-        raise _json_error(409, str(exc)) from exc
+        raise json_error(409, str(exc)) from exc
     body = _doc_json(runtime.info(name))
     body["text"] = text
     return web.json_response(body, status=201, headers={"Location": f"/api/docs/{name}"})

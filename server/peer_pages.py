@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from server import addresses
-from server.keys import NETWORK_KEY, PEERING, RUNTIME, SETTINGS, TEMPLATES
+from server.keys import NETWORK_KEY, PEERING, RUNTIME, SETTINGS
+from server.pages import json_error, render
 
 # How often the Peers page refreshes its table (static/peers.js reads it from the page).
 REFRESH_SECONDS = 2.0
@@ -28,16 +29,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/peers", api_peers)
     app.router.add_post("/api/peers", api_connect)
     app.router.add_get("/api/invite", api_invite)
-
-
-def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    html = request.app[TEMPLATES].get_template(template).render(request=request, **context)
-    return web.Response(text=html, content_type="text/html", status=status)
-
-
-def _json_error(status: int, message: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 409: web.HTTPConflict}[status]
-    return cls(text=web.json_response({"error": message}).text, content_type="application/json")
 
 
 # -- what others dial ------------------------------------------------------------------
@@ -65,7 +56,7 @@ async def api_invite(request: web.Request) -> web.Response:
         try:
             address = addresses.parse_address(address)
         except ValueError as exc:
-            raise _json_error(400, str(exc)) from exc
+            raise json_error(400, str(exc)) from exc
     return web.json_response(invite(request, address))
 
 
@@ -95,12 +86,12 @@ def _table_context(request: web.Request) -> dict[str, Any]:
 
 async def peers_table(request: web.Request) -> web.Response:
     """The table alone, for the page's script to refresh it in place."""
-    return _render(request, "peers_table.html", **_table_context(request))
+    return render(request, "peers_table.html", **_table_context(request))
 
 
 async def peers_page(request: web.Request, *, error: str | None = None, typed: str = "") -> web.Response:
     node = request.app[RUNTIME].gossip
-    return _render(
+    return render(
         request,
         "peers.html",
         status=400 if error else 200,
@@ -137,11 +128,11 @@ async def api_connect(request: web.Request) -> web.Response:
     try:
         payload = await request.json()
     except ValueError as exc:
-        raise _json_error(400, f'body must be JSON: {{"address": {JOIN_RULE}}}') from exc
+        raise json_error(400, f'body must be JSON: {{"address": {JOIN_RULE}}}') from exc
     try:
         address = _join(request, payload.get("address") if isinstance(payload, dict) else None)
     except ValueError as exc:
-        raise _json_error(400, str(exc)) from exc
+        raise json_error(400, str(exc)) from exc
     return web.json_response({"address": address, "status": "dialling"}, status=202)
 
 

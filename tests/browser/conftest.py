@@ -1,4 +1,5 @@
 import shutil
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -9,15 +10,21 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture
-async def browser():
+@asynccontextmanager
+async def chromium(*extra: str):
     assert Path(CHROMIUM).exists(), "Debian's chromium package is required (tests/run installs it)"
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, *extra])
         try:
             yield b
         finally:
             await b.close()
+
+
+@pytest.fixture
+async def browser():
+    async with chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -48,10 +55,5 @@ def two_peers(tmp_path):
 async def browser_foreign():
     """A Chromium in which the site http://evil.test resolves to this machine,
     so a page can come from a truly foreign origin without leaving loopback."""
-    args = [*ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"]
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium("--host-resolver-rules=MAP evil.test 127.0.0.1") as b:
+        yield b
