@@ -503,7 +503,9 @@ class Node:
             self.known.forget(link.address)
             return [CloseLink(link.id, "connected to itself")]
         link.peer_id = hello.peer_id
-        link.listen = hello.listen
+        # Where the peer can be dialled (a peer on every interface says
+        # 0.0.0.0: the address it came from stands in for that).
+        link.listen = _listen_address(hello.listen, link) if hello.listen else ""
         if self._next_ae is None:
             # (3) Rounds start at a random phase: peers that start together
             # (a restarted network, the simulator) must not all exchange in
@@ -518,8 +520,8 @@ class Node:
             # must see the wait grow.
             self.known.connected(link.address, now)
             self.known.add(link.address, hello.peer_id)
-        if hello.listen:
-            listen = _listen_address(hello.listen, link)
+        if link.listen:
+            listen = link.listen
             self.known.add(listen, hello.peer_id)
             if link.outbound:
                 self.known.connected(listen, now)

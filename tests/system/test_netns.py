@@ -8,6 +8,7 @@ Needs root and iproute2, which CI has (it runs as root)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -228,6 +229,10 @@ def test_two_machines_join_with_the_invite_as_printed(hosts):
     wait(lambda: h3.text("welcome") == "joined by invite", "h3 receives h1's document")
     assert (h2.data / "network-key").read_text().strip() == key
     assert (h3.data / "network-key").read_text().strip() == key
-    # h2 and h3 found each other through h1, and h2's invite names h2.
+    # h1 listens on every interface; its peers show it at the address they dial.
+    rows = json.loads(h2.client("peers").stdout)
+    assert f"{h1.ip}:7400" in {r["address"] for r in rows if r["state"] == "connected"}, rows
+    assert not [r for r in rows if r["address"].startswith("0.0.0.0")], rows
+    # h2's own invite names h2.
     h2_invite = h2.run(sys.executable, "-m", "server", "invite", "--data-dir", str(h2.data)).stdout.strip()
     assert h2_invite == f"meshpad://{h2.ip}:7400#{key}"
