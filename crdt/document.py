@@ -1,5 +1,7 @@
 """One replica of one document: a pycrdt ``Doc`` whose text is the root
-``Text`` named ``content``, behind a causal gate.
+``Text`` named ``content``, behind a causal gate. The document keeps its
+deleted content (``skip_gc``), and two more roots hold its history
+(``crdt.history``).
 
 Rules kept here:
 
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from pycrdt import Doc, Text, TransactionEvent
+from pycrdt import Array, Doc, Map, Text, TransactionEvent
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError, is_crdt_error
 from crdt.yupdate import (
@@ -114,7 +117,8 @@ class Document:
         if not 0 < client_id < 2**32:
             raise LocalProtocolError("client id must be a 32-bit positive integer")
         self.name = name
-        self._doc: Doc[Text] = Doc(client_id=client_id)
+        # Deleted content is kept: every version of the history stays readable (crdt.history).
+        self._doc: Doc[Any] = Doc(client_id=client_id, skip_gc=True)
         self._text: Text = self._doc.get(TEXT_NAME, type=Text)
         self._captured: list[bytes] = []
         self._sv: StateVector | None = None
@@ -331,6 +335,68 @@ class Document:
                 self._text.insert(start, insert)
         return self._take(origin)
 
+    # -- the other roots (history, authors) ----------------------------------
+
+    def root_array(self, name: str) -> list[Any]:
+        root: Array[Any] = self._doc.get(name, type=Array)
+        return list(root.to_py() or [])
+
+    def root_map(self, name: str) -> dict[str, Any]:
+        root: Map[Any] = self._doc.get(name, type=Map)
+        value = root.to_py()
+        return dict(value) if isinstance(value, dict) else {}
+
+    def write_root_array(self, name: str, write: Callable[[Array[Any]], None], origin: Origin) -> list[Change]:
+        """Change the root array *name* in one transaction authored here."""
+        root = self._doc.get(name, type=Array)
+        with self._doc.transaction(origin=origin):
+            write(root)
+        return self._take(origin)
+
+    def write_root_map(self, name: str, write: Callable[[Map[Any]], None], origin: Origin) -> list[Change]:
+        root = self._doc.get(name, type=Map)
+        with self._doc.transaction(origin=origin):
+            write(root)
+        return self._take(origin)
+
+    def edit_as(self, client_id: int, edits: Sequence[tuple[int, int, str]], origin: Origin) -> list[Change]:
+        """Apply *edits* ((at, delete, insert), in code points of the current
+        text, in increasing order, not overlapping) as one change authored by
+        *client_id* (a fresh id, so that the change can be attributed to
+        someone other than this replica)."""
+        if not 0 < client_id < 2**32:
+            raise LocalProtocolError("client id must be a 32-bit positive integer")
+        if client_id in self.state_vector():
+            raise LocalProtocolError("edit_as needs a client id this document has never seen")
+        if not edits:
+            return []
+        scratch: Doc[Text] = Doc(client_id=client_id, skip_gc=True)
+        text = scratch.get(TEXT_NAME, type=Text)
+        scratch.apply_update(self._doc.get_update())
+        current = self.text
+        captured: list[bytes] = []
+        subscription = scratch.observe(lambda event: captured.append(bytes(event.update)))
+        with scratch.transaction():
+            for at, delete, insert in reversed(edits):
+                start = utf8_offset(current, at)
+                if delete:
+                    del text[start : utf8_offset(current, at + delete)]
+                if insert:
+                    text.insert(start, insert)
+        scratch.unobserve(subscription)
+        changes: list[Change] = []
+        for update in captured:
+            changes += self.receive(update, origin)
+        return changes
+
+    @staticmethod
+    def text_of(update: bytes) -> str:
+        """The text of a document that *update* builds from nothing."""
+        doc: Doc[Text] = Doc(skip_gc=True)
+        text = doc.get(TEXT_NAME, type=Text)
+        doc.apply_update(update)
+        return str(text)
+
     # -- internals ---------------------------------------------------------
 
     def _apply(self, update: bytes, info: UpdateInfo, origin: Origin, sv: StateVector) -> list[Change]:
@@ -363,7 +429,7 @@ class Document:
         """Apply *update* to a copy, then replay the copy the way the store
         would (state, then the new delta): refuse what does not survive."""
         try:
-            scratch: Doc[Text] = Doc()
+            scratch: Doc[Text] = Doc(skip_gc=True)
             scratch.get(TEXT_NAME, type=Text)
             base = self._doc.get_update()
             scratch.apply_update(base)
@@ -371,7 +437,7 @@ class Document:
             subscription = scratch.observe(lambda event: deltas.append(bytes(event.update)))
             scratch.apply_update(update)
             scratch.unobserve(subscription)
-            replay: Doc[Text] = Doc()
+            replay: Doc[Text] = Doc(skip_gc=True)
             replayed = replay.get(TEXT_NAME, type=Text)
             replay.apply_update(base)
             for delta in deltas:
