@@ -48,6 +48,7 @@ from crdt.document import Change, Document
 from crdt.errors import LocalProtocolError
 from crdt.lib0 import Writer
 from crdt.timeline import DeleteIndex, Run, Span
+from crdt.yupdate import parse_update
 
 HISTORY = "meshpad:history"
 AUTHORS = "meshpad:authors"
@@ -186,7 +187,9 @@ class History:
 
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self._resolved: dict[int, Snapshot | None] = {}  # entry index -> snapshot
+        # Resolved snapshots, by what an entry says (entries never change, so
+        # this holds for the replica's life).
+        self._resolved: dict[tuple[Any, ...], Snapshot] = {}
         self._generation = -1
         self._versions: list[Version] = []
         self._runs: tuple[int, list[Run] | None] = (-1, None)
@@ -292,10 +295,15 @@ class History:
         return sorted(by_id.values(), key=lambda v: (v.at, v.id), reverse=True)
 
     def _resolve(self, i: int, entries: list[dict[str, Any]], index_of: dict[str, int], depth: int) -> Snapshot | None:
-        if i in self._resolved:
-            return self._resolved[i]
+        """Entry *i*'s snapshot, or None when it does not resolve (yet: its
+        base may still be on its way) or not to its id."""
         entry = entries[i]
-        snap: Snapshot | None = None
+        entry_id = entry.get("id")
+        if not isinstance(entry_id, str):
+            return None
+        key = (entry_id, entry.get("base"), _frozen(entry.get("sv")), _frozen(entry.get("ds")))
+        if key in self._resolved:
+            return self._resolved[key]
         try:
             if entry.get("v") != FORMAT or depth > FULL_EVERY:
                 raise ValueError("unknown format, or a chain too long")
@@ -306,17 +314,20 @@ class History:
                 j = index_of.get(base) if isinstance(base, str) else None
                 base_snap = None if j is None or j == i else self._resolve(j, entries, index_of, depth + 1)
                 if base_snap is None:
-                    raise ValueError("its base is missing")
+                    return None
                 sv = {**base_snap.sv, **sv}
                 ds = [*base_snap.ds, *ds]
             candidate = Snapshot(sv, merged((c, k, n) for c, k, n in ds))
-            if candidate.id == entry.get("id"):
-                snap = candidate
         except (ValueError, TypeError, OverflowError):
-            snap = None
-        if snap is not None or depth == 0:
-            self._resolved[i] = snap  # a missing base may still come: retry those later
-        return snap
+            return None
+        if candidate.id != entry_id:
+            return None
+        self._resolved[key] = candidate
+        return candidate
+
+
+def _frozen(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _version(entry: dict[str, Any], snap: Snapshot, authors: Mapping[int, Author]) -> Version:
@@ -445,16 +456,17 @@ class Recorder:
         self.longest = longest
         self.session: Session | None = None
 
-    def note(self, doc: Document, update: bytes, authors: Mapping[int, Author], at: float) -> list[Change]:
-        """A change by a browser of this peer: *authors* are the people
-        behind its client ids. Returns the changes that record them."""
-        from crdt.yupdate import parse_update
-
+    def note(self, doc: Document, update: bytes, people: Mapping[int, tuple[str, str]], at: float) -> list[Change]:
+        """A change typed in a browser of this peer. *people* are those its
+        connection speaks for (client id -> name, colour); clients of the
+        update not among them are recorded without a name. Returns the
+        changes that record who they are."""
         info = parse_update(update)
         if self.session is None:
             self.session = Session(at, at)
         s = self.session
         s.last = at
+        authors = {c: Author(*people.get(c, ("", "")), self.peer) for c in set(info.ranges) | set(people)}
         s.authors.update(authors)
         s.inserted += sum(end - start for start, end in info.ranges.values())
         s.deleted += sum(length for _, _, length in info.deletes)

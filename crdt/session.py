@@ -21,7 +21,9 @@ Rules kept here (y-websocket server behaviour, which stock clients rely on):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from pycrdt import merge_updates
@@ -264,6 +266,27 @@ class DocumentSession:
             for client, s in sorted(self._awareness.items())
             if s.state != "null"
         ]
+
+    def people_of(self, conn: ConnectionId) -> dict[int, tuple[str, str]]:
+        """Who a browser connection speaks for, from its awareness: client id
+        -> (name, colour) as the person set them in the editor."""
+        people: dict[int, tuple[str, str]] = {}
+        for client, state in self._awareness.items():
+            if state.owner != conn or state.state == "null":
+                continue
+            user: object = None
+            with suppress(ValueError):
+                parsed = json.loads(state.state)
+                user = parsed.get("user") if isinstance(parsed, dict) else None
+            if isinstance(user, dict):
+                name, color = user.get("name"), user.get("color")
+                people[client] = (
+                    name[:80] if isinstance(name, str) else "",
+                    color[:16] if isinstance(color, str) else "",
+                )
+            else:
+                people[client] = ("", "")
+        return people
 
     def awareness_count(self) -> int:
         return len(self._present())

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 from crdt.errors import StoreError
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, identity, pages, peer_pages, security
+from server import browser_ws, history_pages, identity, pages, peer_pages, security
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
 from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, NETWORK_KEY, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
@@ -146,6 +146,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     app.on_shutdown.append(close_links)
     pages.add_routes(app)
     peer_pages.add_routes(app)
+    history_pages.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
     app.router.add_get("/peer", peering_module.handle)
     app.router.add_get("/static/{digest}/{path:.+}", static.handle)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from pycrdt import merge_updates
 
+from crdt import history, ywire
 from crdt import node as core
-from crdt import ywire
 from crdt.document import Document, DocumentTooLarge
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
@@ -88,6 +88,7 @@ class Runtime:
         listen: str,
         clock: Callable[[], float] = time.time,
         config: core.Config | None = None,
+        session_gap: float = history.SESSION_GAP,
     ) -> None:
         self._open_store = open_store
         self._peer_id = peer_id
@@ -109,6 +110,12 @@ class Runtime:
         # Set by server.peering: performs the node's network effects.
         self.network: Callable[[list[core.Effect]], None] = lambda effects: None
         self._sweeper: asyncio.TimerHandle | None = None
+        # History: the editing session open on each document, and what each
+        # document's history derives (cached until the document changes).
+        self.session_gap = session_gap
+        self.recorders: dict[str, history.Recorder] = {}
+        self.histories: dict[str, history.History] = {}
+        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- life cycle --------------------------------------------------------
 
@@ -139,7 +146,7 @@ class Runtime:
             self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._config, documents
         )
         self.node.blocked.update(self.damaged)
-        self._sweeper = loop.call_later(AWARENESS_SWEEP_SECONDS, self._sweep_awareness)
+        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep_awareness)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -147,6 +154,8 @@ class Runtime:
         for conn in list(self.connections.values()):
             self._take_inbox(conn)
             conn.close("peer shutting down")
+        for name in list(self.recorders):
+            self.end_session(name)  # what was typed gets its version before the peer goes
         self._push()
         self._flush_lengths()
         if self.store_thread is not None:
@@ -167,6 +176,10 @@ class Runtime:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def wall(self) -> float:
+        """Seconds since the epoch (UTC): the times the history records."""
+        return self._clock()
 
     # -- documents ---------------------------------------------------------
 
@@ -197,7 +210,12 @@ class Runtime:
             raise DocumentExists(f"document {name!r} already exists")
         session = await self.session(name)
         if text:
-            self.perform(name, session.changed(session.document.edit("local", insert=text)))
+            # Text this peer brings in (an import) is attributed to the peer.
+            doc = session.document
+            client = self.fresh_client_id(doc)
+            changes = history.record_authors(doc, {client: history.Author("", "", self.peer_hex)})
+            changes += doc.edit_as(client, [(0, 0, text)], "local")
+            self.perform(name, session.changed(changes))
         return session
 
     def _register(self, name: str) -> None:
@@ -236,6 +254,8 @@ class Runtime:
             elif isinstance(effect, Changed):
                 self._changed(name, effect.update)
                 self._push_soon(name, effect.update)
+                if isinstance(effect.origin, int):  # typed in a browser of this peer
+                    self._note(name, effect.origin, effect.update)
             elif isinstance(effect, AwarenessOut):
                 exclude = effect.via[1] if isinstance(effect.via, tuple) else None
                 self.network(self.gossip.local_awareness(name, effect.update, exclude=exclude))
@@ -307,7 +327,65 @@ class Runtime:
         now = self.now()
         for name, session in self.sessions.items():
             self.perform(name, session.expire_remote(now))
-        self._sweeper = asyncio.get_running_loop().call_later(AWARENESS_SWEEP_SECONDS, self._sweep_awareness)
+        wall = self._clock()
+        for name in [n for n, r in self.recorders.items() if r.due(wall)]:
+            self.end_session(name)
+        self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep_awareness)
+
+    def _sweep_interval(self) -> float:
+        return min(AWARENESS_SWEEP_SECONDS, max(0.2, self.session_gap / 2))
+
+    # -- history -------------------------------------------------------------
+
+    @property
+    def peer_hex(self) -> str:
+        return self.gossip.peer_id.hex()
+
+    def history(self, name: str) -> history.History:
+        """The history of a loaded document (see :meth:`session`)."""
+        found = self.histories.get(name)
+        doc = self.sessions[name].document
+        if found is None or found.doc is not doc:
+            found = self.histories[name] = history.History(doc)
+        return found
+
+    def fresh_client_id(self, doc: Document) -> int:
+        known = doc.state_vector()
+        while True:
+            client = new_client_id()
+            if client not in known:
+                return client
+
+    def _note(self, name: str, conn_id: int, update: bytes) -> None:
+        session = self.sessions.get(name)
+        if session is None:
+            return
+        recorder = self.recorders.get(name)
+        if recorder is None:
+            recorder = self.recorders[name] = history.Recorder(self.peer_hex, gap=self.session_gap)
+        people = session.people_of(conn_id)
+        changes = recorder.note(session.document, update, people, self._clock())
+        if changes:
+            self.perform(name, session.changed(changes))
+
+    def end_session(self, name: str) -> None:
+        """Close the editing session open on *name*, writing its version."""
+        recorder = self.recorders.pop(name, None)
+        session = self.sessions.get(name)
+        if recorder is None or session is None:
+            return
+        changes = recorder.close(session.document, self._clock())
+        if changes:
+            self.perform(name, session.changed(changes))
+
+    async def durable(self) -> None:
+        """Return once every write queued so far is on disk."""
+        ticket = self.store.last_ticket
+        if self.store.durable_ticket >= ticket:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((ticket, future))
+        await future
 
     def _flush_lengths(self) -> None:
         """Once per loop iteration, store the new length of changed documents
@@ -376,6 +454,14 @@ class Runtime:
     def _on_durable(self, ticket: int) -> None:
         for conn in list(self._acks_pending):
             self._send_acks(conn)
+        if self._durable_waiters:
+            waiting, self._durable_waiters = self._durable_waiters, []
+            for wanted, future in waiting:
+                if wanted <= ticket:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    self._durable_waiters.append((wanted, future))
 
     def _send_acks(self, conn: Connection) -> None:
         """Acknowledge frames whose writes are durable, unless an update of

@@ -37,12 +37,12 @@ def test_edits_with_short_pauses_are_one_session_and_a_long_pause_ends_it():
     rec = Recorder(ANN.peer, gap=60, longest=600)
     for t, word in ((0, "Hello"), (20, " there"), (75, ", friend")):
         for update in type_into(doc, word):
-            rec.note(doc, update, {11: ANN}, at=1000 + t)
+            rec.note(doc, update, {11: (ANN.name, ANN.color)}, at=1000 + t)
     assert not rec.due(1000 + 75 + 59)
     assert rec.due(1000 + 75 + 60)
     rec.close(doc, 1000 + 135)
     for update in type_into(doc, "!"):
-        rec.note(doc, update, {11: BOB}, at=2000)
+        rec.note(doc, update, {11: (BOB.name, BOB.color)}, at=2000)
     rec.close(doc, 2060)
     versions = History(doc).versions()
     assert [v.kind for v in versions] == ["edit", "edit"]
@@ -59,7 +59,7 @@ def test_a_long_session_still_leaves_versions():
     rec = Recorder(ANN.peer, gap=60, longest=600)
     for t in range(0, 700, 30):
         for update in type_into(doc, "x"):
-            rec.note(doc, update, {11: ANN}, at=t)
+            rec.note(doc, update, {11: (ANN.name, ANN.color)}, at=t)
         if rec.due(t):
             rec.close(doc, t)
     assert len(History(doc).versions()) == 1  # closed at 600, the rest still open
@@ -70,7 +70,7 @@ def test_deletions_are_counted():
     rec = Recorder(ANN.peer)
     type_into(doc, "abcdef")
     for change in doc.edit("local", at=1, delete=3):
-        rec.note(doc, change.update, {11: ANN}, at=5)
+        rec.note(doc, change.update, {11: (ANN.name, ANN.color)}, at=5)
     rec.close(doc, 100)
     (v,) = History(doc).versions()
     assert (v.inserted, v.deleted) == (0, 3)
