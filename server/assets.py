@@ -14,9 +14,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-VENDOR_BUNDLE = "vendor/meshpad-vendor-1.0.0.js"
+VENDOR_BUNDLE = "vendor/meshpad-vendor-1.1.0.js"
 # Files under static/ that pages may reference; anything else is not served.
-SERVED = ("editor.js", "peers.js", "style.css", VENDOR_BUNDLE)
+SERVED = ("editor.js", "history.js", "peers.js", "style.css", VENDOR_BUNDLE)
 
 
 def asset_root() -> Path:

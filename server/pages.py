@@ -97,7 +97,12 @@ def _infos(runtime: Runtime) -> list[DocumentInfo]:
 
 
 async def index(
-    request: web.Request, *, status: int = 200, problem: str | None = None, form: str = "", typed: str = "",
+    request: web.Request,
+    *,
+    status: int = 200,
+    problem: str | None = None,
+    form: str = "",
+    typed: str = "",
     existing: str | None = None,
 ) -> web.Response:
     """The documents page; *problem* is shown on the *form* ("create" or
@@ -115,7 +120,9 @@ async def editor(request: web.Request) -> web.Response:
     if not runtime.exists(name):
         return render(request, "missing.html", status=404, name=name)
     static = request.app[STATIC]
-    importmap = json.dumps({"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE)}})
+    importmap = json.dumps(
+        {"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE), "meshpad-history": static.url("history.js")}}
+    )
     request[CSP_HASHES] = [script_hash(importmap)]
     return render(
         request,

@@ -10,8 +10,9 @@ import {
   EditorView, EditorState, keymap, drawSelection, dropCursor, highlightActiveLine,
   highlightActiveLineGutter, highlightSpecialChars, lineNumbers, rectangularSelection,
   defaultKeymap, indentWithTab, syntaxHighlighting, defaultHighlightStyle, bracketMatching,
-  indentOnInput, searchKeymap, highlightSelectionMatches, markdown
+  indentOnInput, searchKeymap, highlightSelectionMatches, markdown, Compartment
 } from 'meshpad-vendor'
+import { setupHistory, authorColours } from 'meshpad-history'
 
 const MESSAGE_SAVED = 100
 const MESSAGE_QUERY_AWARENESS = 3
@@ -256,6 +257,7 @@ colorInput.addEventListener('input', saveUser)
 
 // -- the editor ------------------------------------------------------------------
 const undoManager = new Y.UndoManager(ytext)
+const colours = { compartment: new Compartment(), extension: authorColours(ydoc, ytext) }
 const view = new EditorView({
   parent: root,
   state: EditorState.create({
@@ -276,13 +278,17 @@ const view = new EditorView({
       keymap.of([...yUndoManagerKeymap, ...defaultKeymap, ...searchKeymap, indentWithTab]),
       markdown(),
       EditorView.lineWrapping,
+      colours.compartment.of([]),
       yCollab(ytext, provider.awareness, { undoManager })
     ]
   })
 })
 
+const history = setupHistory({ name, ydoc, ytext, view, user, colours, editorEl: root })
+
 window.meshpad = {
-  doc: ydoc, text: ytext, provider, local, view, undoManager, isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge
+  doc: ydoc, text: ytext, provider, local, view, undoManager, history,
+  isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge
 }
 render()
 renderPeople()

@@ -8,9 +8,10 @@ export { IndexeddbPersistence } from 'y-indexeddb'
 export { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
 export {
   EditorView, keymap, drawSelection, dropCursor, highlightActiveLine,
-  highlightActiveLineGutter, highlightSpecialChars, lineNumbers, rectangularSelection
+  highlightActiveLineGutter, highlightSpecialChars, lineNumbers, rectangularSelection,
+  Decoration, ViewPlugin
 } from '@codemirror/view'
-export { EditorState } from '@codemirror/state'
+export { EditorState, RangeSetBuilder, Compartment } from '@codemirror/state'
 export { defaultKeymap, indentWithTab } from '@codemirror/commands'
 export { syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput } from '@codemirror/language'
 export { searchKeymap, highlightSelectionMatches } from '@codemirror/search'
