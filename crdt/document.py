@@ -137,6 +137,11 @@ class Document:
     def text(self) -> str:
         return str(self._text)
 
+    @property
+    def client_id(self) -> int:
+        """The client id this replica authors its own changes with."""
+        return int(self._doc.client_id)
+
     def state_vector(self) -> StateVector:
         if self._sv is None:
             self._sv = decode_state_vector(self._doc.get_state())

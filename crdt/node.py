@@ -342,9 +342,13 @@ class Node:
 
     def edit(self, name: str, now: float, *, insert: str = "", at: int = 0, delete: int = 0) -> list[Effect]:
         """Author an edit on this peer (import, tests, the simulator)."""
-        doc = self.document(name)
+        return self.authored(name, self.document(name).edit("local", insert=insert, at=at, delete=delete), now)
+
+    def authored(self, name: str, changes: list[Change], now: float) -> list[Effect]:
+        """Changes made to a document here (an edit, a version named, a
+        restore): store them and push them."""
         effects: list[Effect] = []
-        for change in doc.edit("local", insert=insert, at=at, delete=delete):
+        for change in changes:
             effects.append(DocChanged(name, change.update, "local"))
             effects.extend(self.local_change(name, change.update, "local", now))
         return effects

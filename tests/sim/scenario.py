@@ -7,6 +7,7 @@ import random
 
 from simnet import Faults, SimNetwork
 
+from crdt import history
 from crdt.node import Config
 
 DOCS = ["alpha", "beta", "gamma"]
@@ -36,8 +37,19 @@ def run_scenario(seed: int, n: int, *, faults: Faults | None = None, heal_time: 
             t += rng.uniform(0.02, 0.25)
             net.run_until(t)
             i = rng.randrange(n)
-            if net.peers[i].up:
-                net.edit(i, rng.choice(DOCS if rng.random() < 0.9 else [f"made-by-{i}"]))
+            if not net.peers[i].up:
+                continue
+            doc = rng.choice(DOCS)
+            roll = rng.random()
+            if roll < 0.06:
+                net.name_version(i, doc, f"v{phase}-{i}-{len(net.named)}")
+            elif roll < 0.1 and net.named:
+                restored_doc, version, _, _ = rng.choice(net.named)
+                net.restore(i, restored_doc, version)
+            elif roll < 0.13:
+                net.attribute(i, doc)
+            else:
+                net.edit(i, doc if rng.random() < 0.9 else f"made-by-{i}")
         t += 2.0
         net.run_until(t)
     # Heal: no more faults, everyone up, let anti-entropy finish.
@@ -61,12 +73,38 @@ def check(net: SimNetwork) -> None:
                 f"(replay: pytest tests/sim --sim-first-seed {net.seed} --sim-seeds 1)"
             )
     assert net.active_graph_connected(), f"seed {net.seed}: active links do not connect every node"
+    _check_history(net)
     for peer in net.peers:
         node = peer.node
         assert node is not None
         ready = [link for link in node.links.values() if link.ready]
         assert 1 <= len(ready) <= node.config.active_max, f"seed {net.seed}: node {peer.index} has {len(ready)} links"
         assert not any(doc.pending_count() for doc in node.documents.values()), f"seed {net.seed}: updates left waiting"
+
+
+def _check_history(net: SimNetwork) -> None:
+    """Every node lists the same versions and authors, and each version
+    opens to the same text everywhere; every version named, whose node did
+    not crash before storing it, is listed."""
+    listings: dict[int, dict[str, object]] = {}
+    for peer in net.peers:
+        node = peer.node
+        assert node is not None
+        listing: dict[str, object] = {}
+        for name in DOCS:
+            doc = node.documents.get(name)
+            if doc is None:
+                continue
+            h = history.History(doc)
+            versions = {v.id: (v.kind, v.label, h.text(v)) for v in h.versions()}
+            listing[name] = (versions, h.authors())
+        listings[peer.index] = listing
+    reference = listings[0]
+    for index, listing in listings.items():
+        assert listing == reference, f"seed {net.seed}: node {index}'s history differs from node 0's"
+    listed = {(name, vid) for name, (versions, _) in reference.items() for vid in versions}  # type: ignore[union-attr]
+    missing = [vid for name, vid, _, _ in net.named if (name, vid) not in listed and vid not in net.at_risk]
+    assert not missing, f"seed {net.seed}: named versions went missing: {missing}"
 
 
 def rounds_to_reach_all(seed: int, n: int, *, warm_up: float = 8, give_up: float = 120) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crdt import history
 from crdt.document import Document
 from crdt.node import (
     AwarenessIn,
@@ -73,6 +74,10 @@ class SimNetwork:
         self._next_link = 1
         self.partition: dict[int, int] | None = None  # node -> group
         self.delivered = 0
+        # History: versions named (document, id, node, time), and those whose
+        # node crashed before it could store them.
+        self.named: list[tuple[str, str, int, float]] = []
+        self.at_risk: set[str] = set()
         for peer in self.peers:
             self._boot(peer)
 
@@ -134,6 +139,41 @@ class SimNetwork:
             effects = node.edit(name, self.now, at=self.rng.randint(0, len(text)), insert=word)
         self._perform(self.peers[i], effects)
 
+    def name_version(self, i: int, name: str, label: str) -> str:
+        """Node i names the current state of its replica of *name*."""
+        node = self._node(i)
+        doc = node.document(name)
+        by = history.Author(f"person-{i}", "#%06x" % (i * 40503 % 0xFFFFFF), self._peer_ids[i].hex())
+        version_id, changes = history.name_version(doc, label, by, at=self.now)
+        self._perform(self.peers[i], node.authored(name, changes, self.now))
+        self.named.append((name, version_id, i, self.now))
+        return version_id
+
+    def restore(self, i: int, name: str, version_id: str) -> bool:
+        """Node i restores a version of *name*, if it can open it."""
+        node = self._node(i)
+        doc = node.document(name)
+        h = history.History(doc)
+        try:
+            if not h.holds(h.find(version_id)):
+                return False
+        except history.VersionNotFound:
+            return False
+        by = history.Author(f"person-{i}", "#000000", self._peer_ids[i].hex())
+        client = self._client_id()
+        while client in doc.state_vector():
+            client = self._client_id()
+        _, changes = history.restore(doc, version_id, by, self.now, client)
+        self._perform(self.peers[i], node.authored(name, changes, self.now))
+        return True
+
+    def attribute(self, i: int, name: str) -> None:
+        """Node i records who its own edits of *name* are by."""
+        node = self._node(i)
+        doc = node.document(name)
+        by = history.Author(f"person-{i}", "#123456", self._peer_ids[i].hex())
+        self._perform(self.peers[i], node.authored(name, history.record_authors(doc, {doc.client_id: by}), self.now))
+
     def author(self, i: int, name: str, text: str) -> None:
         """Node i appends *text* to its replica of *name* (creating it)."""
         node = self._node(i)
@@ -145,6 +185,8 @@ class SimNetwork:
             return
         # Writes not yet committed are lost with the process.
         peer.unflushed = [(t, w) for t, w in peer.unflushed if self.now - t >= self.faults.commit_lag]
+        lag = self.faults.commit_lag
+        self.at_risk.update(v for (_, v, node, at) in self.named if node == i and self.now - at < lag)
         self._flush(peer, force=True)
         peer.node = None
         peer.epoch += 1

@@ -63,3 +63,13 @@ def test_the_check_sees_a_divergence():
     node.documents["alpha"].edit("tamper", insert="!")
     with pytest.raises(AssertionError, match="seed 11: node 3 differs"):
         check(net)
+
+
+def test_the_check_sees_a_lost_version():
+    """History is checked too: a version named that no node lists fails the run."""
+    net = run_scenario(12, 6, heal_time=5.0)
+    assert net.named, "the scenario names versions"
+    check(net)
+    net.named.append(("alpha", "A" * 20, 0, net.now - 100))
+    with pytest.raises(AssertionError, match="named versions went missing"):
+        check(net)
