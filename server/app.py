@@ -118,6 +118,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
         peer_id=lambda: me.peer_id,
         listen=settings.listen_address(),
         config=config,
+        session_gap=settings.session_gap,
     )
     runtime.save_peers = lambda peers: identity.save_peers(settings.data_dir, peers)  # type: ignore[method-assign]
     peering = Peering(runtime, me)

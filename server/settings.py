@@ -66,6 +66,16 @@ def _file(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 86400:
+        raise ValueError(f"{text!r}: give between 0.1 and 86400 seconds")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     name: str
@@ -77,25 +87,78 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", "--host", "MESHPAD_HOST", "address to listen on (default 127.0.0.1: only this machine can "
-           "connect; 0.0.0.0 to let other machines in)", _host),
-    Option("port", "--port", "MESHPAD_PORT", "TCP port for the editor, the API and the WebSockets (default 7400; "
-           "0: any free port, printed at start)", addresses.parse_listen_port),
-    Option("data_dir", "--data-dir", "MESHPAD_DATA_DIR", "directory of the store and the keys "
-           "(default $XDG_DATA_HOME/meshpad)", _data_dir),
-    Option("join", "--join", "MESHPAD_JOIN", "an invite (meshpad://HOST:PORT#KEY) or the HOST:PORT of a peer of "
-           "this network; repeat for several (env: comma-separated). Visible to other users in `ps`: "
-           "prefer --join-file", addresses.parse_join, many=True),
-    Option("join_file", "--join-file", "MESHPAD_JOIN_FILE", "a file holding invites or HOST:PORTs, one per line "
-           "('-': read them from standard input); keeps the network key out of `ps`", _file),
-    Option("network_key", "--network-key", "MESHPAD_NETWORK_KEY", "the network's shared key (default: the one in "
-           "the data dir, created on first start). Visible to other users in `ps`: prefer --network-key-file",
-           _network_key),
-    Option("network_key_file", "--network-key-file", "MESHPAD_NETWORK_KEY_FILE", "a file holding the network key "
-           "('-': read it from standard input)", _file),
-    Option("advertise", "--advertise", "MESHPAD_ADVERTISE", "HOST:PORT other peers should dial to reach this one "
-           "(default: --host:--port, or this machine's addresses when listening on 0.0.0.0); "
-           "'none' for a peer that only dials out", _advertise),
+    Option(
+        "host",
+        "--host",
+        "MESHPAD_HOST",
+        "address to listen on (default 127.0.0.1: only this machine can connect; 0.0.0.0 to let other machines in)",
+        _host,
+    ),
+    Option(
+        "port",
+        "--port",
+        "MESHPAD_PORT",
+        "TCP port for the editor, the API and the WebSockets (default 7400; 0: any free port, printed at start)",
+        addresses.parse_listen_port,
+    ),
+    Option(
+        "data_dir",
+        "--data-dir",
+        "MESHPAD_DATA_DIR",
+        "directory of the store and the keys (default $XDG_DATA_HOME/meshpad)",
+        _data_dir,
+    ),
+    Option(
+        "join",
+        "--join",
+        "MESHPAD_JOIN",
+        "an invite (meshpad://HOST:PORT#KEY) or the HOST:PORT of a peer of "
+        "this network; repeat for several (env: comma-separated). Visible to other users in `ps`: "
+        "prefer --join-file",
+        addresses.parse_join,
+        many=True,
+    ),
+    Option(
+        "join_file",
+        "--join-file",
+        "MESHPAD_JOIN_FILE",
+        "a file holding invites or HOST:PORTs, one per line "
+        "('-': read them from standard input); keeps the network key out of `ps`",
+        _file,
+    ),
+    Option(
+        "network_key",
+        "--network-key",
+        "MESHPAD_NETWORK_KEY",
+        "the network's shared key (default: the one in "
+        "the data dir, created on first start). Visible to other users in `ps`: prefer --network-key-file",
+        _network_key,
+    ),
+    Option(
+        "network_key_file",
+        "--network-key-file",
+        "MESHPAD_NETWORK_KEY_FILE",
+        "a file holding the network key ('-': read it from standard input)",
+        _file,
+    ),
+    Option(
+        "advertise",
+        "--advertise",
+        "MESHPAD_ADVERTISE",
+        "HOST:PORT other peers should dial to reach this one "
+        "(default: --host:--port, or this machine's addresses when listening on 0.0.0.0); "
+        "'none' for a peer that only dials out",
+        _advertise,
+    ),
+)
+OPTIONS += (
+    Option(
+        "session_gap",
+        "--session-gap",
+        "MESHPAD_SESSION_GAP",
+        "seconds without an edit that end an editing session, which then becomes a version in the history (default 60)",
+        _seconds,
+    ),
 )
 OPTION = {opt.name: opt for opt in OPTIONS}
 
@@ -111,6 +174,7 @@ class Settings:
     network_key: str | None = None
     join_file: Path | None = None
     network_key_file: Path | None = None
+    session_gap: float = 60.0
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""
