@@ -41,6 +41,7 @@ from common import (
     table,
     wait_sync,
 )
+from history import rows_history
 from netrows import row_catchup, row_fanout, row_heal, row_load
 from processes import Peer, free_port
 from rounds import row_rounds
@@ -344,6 +345,7 @@ def main() -> int:
         rows.append(row_idle(work, 200 if quick else 1000, 5 if quick else 20))
         rows.append(row_load(work, 8 if quick else 20, keystroke))
         rows.append(row_cold_start(work, 2000 if quick else 10_000))
+        rows += rows_history(updates, work)
     out = table(rows)
     print(out, flush=True)
     if not quick:

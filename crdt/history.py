@@ -34,34 +34,27 @@ id is ignored. Rules kept here:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from diff_match_patch import diff_match_patch  # type: ignore[import-untyped]
 
-from crdt import timeline, ystructs
+from crdt import entries, timeline, ystructs
 from crdt.document import Change, Document
+from crdt.entries import Snapshot, merged
 from crdt.errors import LocalProtocolError
-from crdt.lib0 import Writer
 from crdt.timeline import DeleteIndex, Run, Span
 from crdt.yupdate import parse_update
 
 HISTORY = "meshpad:history"
 AUTHORS = "meshpad:authors"
-FORMAT = 1
 # An editing session ends after this long without an edit, or once it has
 # lasted SESSION_MAX (so a long session still leaves versions behind).
 SESSION_GAP = 60.0
 SESSION_MAX = 600.0
-# Every this many entries of a peer, one carries its whole snapshot, so that
-# resolving any entry reads at most this many.
-FULL_EVERY = 16
-MAX_LABEL = 200
-_ID = re.compile(r"[A-Za-z0-9_-]{20}")
+_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 
 
 class VersionNotFound(LookupError):
@@ -75,44 +68,6 @@ class VersionNotHeld(LookupError):
 # -- snapshots ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A state of the CRDT: a state vector and a (sorted, merged) delete set."""
-
-    sv: Mapping[int, int]
-    ds: tuple[tuple[int, int, int], ...]
-
-    def encode(self) -> bytes:
-        """Canonical bytes: what the id hashes."""
-        w = Writer()
-        entries = sorted((c, k) for c, k in self.sv.items() if k > 0)
-        w.write_varuint(len(entries))
-        for client, clock in entries:
-            w.write_varuint(client)
-            w.write_varuint(clock)
-        w.write_varuint(len(self.ds))
-        for client, clock, length in self.ds:
-            w.write_varuint(client)
-            w.write_varuint(clock)
-            w.write_varuint(length)
-        return w.to_bytes()
-
-    @property
-    def id(self) -> str:
-        return base64.urlsafe_b64encode(hashlib.blake2b(self.encode(), digest_size=15).digest()).decode()
-
-
-def merged(ranges: Iterable[tuple[int, int, int]]) -> tuple[tuple[int, int, int], ...]:
-    out: list[tuple[int, int, int]] = []
-    for client, clock, length in sorted(ranges):
-        if out and out[-1][0] == client and out[-1][1] + out[-1][2] >= clock:
-            c, k, n = out[-1]
-            out[-1] = (c, k, max(k + n, clock + length) - k)
-        else:
-            out.append((client, clock, length))
-    return tuple(out)
-
-
 def snapshot_of(doc: Document) -> Snapshot:
     return Snapshot({c: k for c, k in doc.state_vector().items() if k > 0}, merged(doc.delete_set()))
 
@@ -120,7 +75,7 @@ def snapshot_of(doc: Document) -> Snapshot:
 def check_id(text: object) -> str:
     """A version id as given in a URL or a request; raises ValueError."""
     if not isinstance(text, str) or _ID.fullmatch(text) is None:
-        raise ValueError("a version id is 20 characters of letters, digits, '-' and '_'")
+        raise ValueError("a version id is 16 characters of letters, digits, '-' and '_'")
     return text
 
 
@@ -146,7 +101,6 @@ class Version:
     at: float
     kind: str  # "edit", "named", "restore"
     peer: str
-    snapshot: Snapshot
     authors: list[Author] = field(default_factory=list)
     inserted: int = 0
     deleted: int = 0
@@ -167,52 +121,53 @@ class Version:
         }
 
 
-def _pairs(flat: object, width: int) -> list[tuple[int, ...]]:
-    if not isinstance(flat, list) or len(flat) % width:
-        raise ValueError("malformed number list")
-    numbers = [int(x) for x in flat]
-    if any(x < 0 for x in numbers):
-        raise ValueError("negative number")
-    return [tuple(numbers[i : i + width]) for i in range(0, len(numbers), width)]
-
-
-def _text(value: object, limit: int = MAX_LABEL) -> str:
+def _text(value: object, limit: int = entries.MAX_LABEL) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
 class History:
     """The history of one replica, read from its document. What is derived
-    (resolved snapshots, the order of characters) is cached until the
-    document changes."""
+    (the listing, resolved snapshots, the order of characters) is cached
+    until the document changes; resolved snapshots are kept for good (an id
+    names one snapshot)."""
 
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        # Resolved snapshots, by what an entry says (entries never change, so
-        # this holds for the replica's life).
-        self._resolved: dict[tuple[Any, ...], Snapshot] = {}
+        self._snapshots: dict[str, Snapshot] = {}
         self._generation = -1
         self._versions: list[Version] = []
         self._runs: tuple[int, list[Run] | None] = (-1, None)
 
     # -- reading -------------------------------------------------------------
 
-    def entries(self) -> list[dict[str, Any]]:
-        return [e if isinstance(e, dict) else {} for e in self.doc.root_array(HISTORY)]
+    def records(self) -> list[Any]:
+        return self.doc.root_array(HISTORY)
 
     def authors(self) -> dict[int, Author]:
         out: dict[int, Author] = {}
         for key, value in self.doc.root_map(AUTHORS).items():
             if key.isdigit() and isinstance(value, dict):
-                out[int(key)] = Author(
-                    _text(value.get("name")), _text(value.get("color"), 16), _text(value.get("peer"), 64)
-                )
+                name, color = _text(value.get("name"), entries.MAX_NAME), _text(value.get("color"), 16)
+                out[int(key)] = Author(name, color, _text(value.get("peer"), 64))
         return out
 
     def versions(self) -> list[Version]:
-        """Every version whose snapshot resolves, newest first; entries with
-        the same snapshot (an edit, then a name for it) are one version."""
+        """Every version, newest first; entries with the same snapshot (the
+        same state named twice at once) are one version. Listed from the
+        entries' own words: a snapshot is resolved, and checked against its
+        id, when a version is opened (:meth:`snapshot`)."""
         if self._generation != self.doc.generation:
-            self._versions = self._read_versions()
+            by_id: dict[str, Version] = {}
+            writers = self.authors()
+            for record in self.records():
+                try:
+                    e = entries.decode(record, snapshot=False)
+                except ValueError:
+                    continue
+                version = _version(e, writers.get(e.writer, UNKNOWN).peer)
+                known = by_id.get(version.id)
+                by_id[version.id] = version if known is None else _merge(known, version)
+            self._versions = sorted(by_id.values(), key=lambda v: (v.at, v.id), reverse=True)
             self._generation = self.doc.generation
         return self._versions
 
@@ -230,18 +185,45 @@ class History:
                 return versions[i + 1] if i + 1 < len(versions) else None
         return None
 
+    def snapshot(self, version_id: str) -> Snapshot:
+        """The snapshot of a version: its writer's chain of entries up to it,
+        accumulated and checked against the id. Raises VersionNotFound when
+        no entry resolves to it."""
+        found = self._snapshots.get(version_id)
+        if found is not None:
+            return found
+        decoded: list[entries.Entry] = []
+        for record in self.records():
+            try:
+                decoded.append(entries.decode(record))
+            except ValueError:
+                continue
+        for target in [e for e in decoded if e.id == version_id]:
+            chain = entries.Chain()
+            for e in decoded:
+                if e.writer == target.writer:
+                    chain.add(e)
+                    if e is target:
+                        break
+            snap = chain.snapshot()
+            if snap.id == version_id:
+                self._snapshots[version_id] = snap
+                return snap
+        raise VersionNotFound(version_id)
+
     def holds(self, version: Version) -> bool:
         sv = self.doc.state_vector()
-        return all(sv.get(c, 0) >= k for c, k in version.snapshot.sv.items())
+        return all(sv.get(c, 0) >= k for c, k in self.snapshot(version.id).sv.items())
 
     def text(self, version: Version) -> str:
         """The text of *version*. Raises VersionNotHeld."""
         if not self.holds(version):
             raise VersionNotHeld(version.id)
+        snap = self.snapshot(version.id)
         runs = self.runs()
         if runs is not None:
-            return timeline.text_at(runs, version.snapshot.sv, version.snapshot.ds)
-        return self.doc.text_of(ystructs.cut(self.doc.encode_state(), version.snapshot.sv, version.snapshot.ds))
+            return timeline.text_at(runs, snap.sv, snap.ds)
+        return self.doc.text_of(ystructs.cut(self.doc.encode_state(), snap.sv, snap.ds))
 
     def compare(self, version: Version, older: Version | None) -> list[Span] | None:
         """*version*'s text with what changed since *older*, by client; None
@@ -251,8 +233,12 @@ class History:
         runs = self.runs()
         if runs is None:
             return None
-        before = (older.snapshot.sv, older.snapshot.ds) if older is not None else None
-        return timeline.compare(runs, before, (version.snapshot.sv, version.snapshot.ds))
+        new = self.snapshot(version.id)
+        before = None
+        if older is not None:
+            old = self.snapshot(older.id)
+            before = (old.sv, old.ds)
+        return timeline.compare(runs, before, (new.sv, new.ds))
 
     def runs(self) -> list[Run] | None:
         """The characters of the text in document order (None if the order
@@ -280,84 +266,31 @@ class History:
             at += n
         return out
 
-    def _read_versions(self) -> list[Version]:
-        authors = self.authors()
-        entries = self.entries()
-        by_id: dict[str, Version] = {}
-        index_of: dict[str, int] = {e["id"]: i for i, e in enumerate(entries) if isinstance(e.get("id"), str)}
-        for i, entry in enumerate(entries):
-            snap = self._resolve(i, entries, index_of, 0)
-            if snap is None:
+    def last_of(self, writer: int) -> Snapshot | None:
+        """The snapshot of the last entry this writer wrote, if it checks."""
+        last: entries.Entry | None = None
+        for record in self.records():
+            try:
+                e = entries.decode(record, snapshot=False)
+            except ValueError:
                 continue
-            version = _version(entry, snap, authors)
-            known = by_id.get(version.id)
-            by_id[version.id] = version if known is None else _merge(known, version)
-        return sorted(by_id.values(), key=lambda v: (v.at, v.id), reverse=True)
-
-    def _resolve(self, i: int, entries: list[dict[str, Any]], index_of: dict[str, int], depth: int) -> Snapshot | None:
-        """Entry *i*'s snapshot, or None when it does not resolve (yet: its
-        base may still be on its way) or not to its id."""
-        entry = entries[i]
-        entry_id = entry.get("id")
-        if not isinstance(entry_id, str):
+            if e.writer == writer:
+                last = e
+        if last is None:
             return None
-        key = (entry_id, entry.get("base"), _frozen(entry.get("sv")), _frozen(entry.get("ds")))
-        if key in self._resolved:
-            return self._resolved[key]
         try:
-            if entry.get("v") != FORMAT or depth > FULL_EVERY:
-                raise ValueError("unknown format, or a chain too long")
-            sv: dict[int, int] = {c: k for c, k in _pairs(entry.get("sv"), 2)}
-            ds: list[tuple[int, ...]] = _pairs(entry.get("ds"), 3)
-            base = entry.get("base")
-            if base is not None:
-                j = index_of.get(base) if isinstance(base, str) else None
-                base_snap = None if j is None or j == i else self._resolve(j, entries, index_of, depth + 1)
-                if base_snap is None:
-                    return None
-                sv = {**base_snap.sv, **sv}
-                ds = [*base_snap.ds, *ds]
-            candidate = Snapshot(sv, merged((c, k, n) for c, k, n in ds))
-        except (ValueError, TypeError, OverflowError):
+            return self.snapshot(last.id)
+        except VersionNotFound:
             return None
-        if candidate.id != entry_id:
-            return None
-        self._resolved[key] = candidate
-        return candidate
 
 
-def _frozen(value: object) -> object:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _version(entry: dict[str, Any], snap: Snapshot, authors: Mapping[int, Author]) -> Version:
-    kind = entry.get("kind") if entry.get("kind") in ("edit", "named", "restore") else "edit"
-    peer = _text(entry.get("peer"), 64)
-    people: list[Author] = []
-    if kind == "edit":
-        for person in entry.get("authors") or []:
-            if isinstance(person, dict):
-                people.append(Author(_text(person.get("name")), _text(person.get("color"), 16), peer))
-    else:
-        by: dict[str, Any] = entry["by"] if isinstance(entry.get("by"), dict) else {}
-        people.append(Author(_text(by.get("name")), _text(by.get("color"), 16), peer))
+def _version(e: entries.Entry, peer: str) -> Version:
+    people = [Author(p.name, p.color, peer) for p in e.authors]
     unique: list[Author] = []
     for a in people:
         if all((a.name, a.peer) != (b.name, b.peer) for b in unique):
             unique.append(a)
-    at = entry.get("at")
-    return Version(
-        snap.id,
-        float(at) if isinstance(at, (int, float)) else 0.0,
-        str(kind),
-        peer,
-        snap,
-        unique,
-        int(entry.get("ins") or 0),
-        int(entry.get("del") or 0),
-        _text(entry.get("label")) or None,
-        entry.get("restored") if isinstance(entry.get("restored"), str) else None,
-    )
+    return Version(e.id, e.at, e.kind, peer, unique, e.inserted, e.deleted, e.label, e.restored)
 
 
 def _merge(a: Version, b: Version) -> Version:
@@ -369,7 +302,7 @@ def _merge(a: Version, b: Version) -> Version:
         if all((x.name, x.peer) != (y.name, y.peer) for y in authors):
             authors.append(x)
     return Version(
-        new.id, new.at, new.kind if new.kind != "edit" else old.kind, new.peer, new.snapshot, authors,
+        new.id, new.at, new.kind if new.kind != "edit" else old.kind, new.peer, authors,
         max(a.inserted, b.inserted), max(a.deleted, b.deleted), new.label or old.label, new.restored or old.restored,
     )  # fmt: skip
 
@@ -391,47 +324,26 @@ def record_authors(doc: Document, authors: Mapping[int, Author], origin: object 
     return doc.write_root_map(AUTHORS, write, origin)
 
 
-def _entry(doc: Document, peer: str, at: float, kind: str, **fields: Any) -> dict[str, Any]:
-    """A new entry with this replica's snapshot, as a delta against this
-    peer's last entry when that keeps the chain short."""
+def _append(
+    doc: Document, peer: str, at: float, kind: str, people: list[entries.Person], **fields: Any
+) -> tuple[str, list[Change]]:
+    """Append an entry naming this replica's state: a delta against this
+    writer's last entry, or the whole snapshot for a writer's first."""
+    # The writer is recorded as an author of nothing: it says which peer wrote its entries.
+    changes = record_authors(doc, {doc.client_id: Author("", "", peer)})
     snap = snapshot_of(doc)
-    entries = History(doc).entries()
-    base: dict[str, Any] | None = None
-    base_snap: Snapshot | None = None
-    history = History(doc)
-    index_of = {e["id"]: i for i, e in enumerate(entries) if isinstance(e.get("id"), str)}
-    for i in range(len(entries) - 1, -1, -1):
-        if entries[i].get("peer") == peer:
-            base_snap = history._resolve(i, entries, index_of, 0)
-            base = entries[i] if base_snap is not None else None
-            break
-    depth = int(base.get("depth") or 0) + 1 if base is not None else 0
-    grows = base_snap is not None and all(snap.sv.get(c, 0) >= k for c, k in base_snap.sv.items())
-    if base is None or base_snap is None or depth >= FULL_EVERY or not grows:
-        sv_out: dict[int, int] = dict(snap.sv)
-        ds_out: list[tuple[int, int, int]] = list(snap.ds)
-        base_id, depth = None, 0
+    base = History(doc).last_of(doc.client_id)
+    grows = base is not None and all(snap.sv.get(c, 0) >= k for c, k in base.sv.items())
+    if base is None or not grows:
+        sv, ds, full = dict(snap.sv), list(snap.ds), True
     else:
-        sv_out = {c: k for c, k in snap.sv.items() if base_snap.sv.get(c, 0) != k}
-        had = DeleteIndex(base_snap.ds)
-        ds_out = [(c, a, b - a) for c, k, n in snap.ds for a, b in had.kept(c, k, k + n)]
-        base_id = base["id"]
-    return {
-        "v": FORMAT,
-        "id": snap.id,
-        "kind": kind,
-        "at": at,
-        "peer": peer,
-        "base": base_id,
-        "depth": depth,
-        "sv": [x for pair in sorted(sv_out.items()) for x in pair],
-        "ds": [x for triple in sorted(ds_out) for x in triple],
-        **fields,
-    }
-
-
-def _append(doc: Document, entry: dict[str, Any], origin: object) -> list[Change]:
-    return doc.write_root_array(HISTORY, lambda root: root.append(entry), origin)
+        sv = {c: k for c, k in snap.sv.items() if base.sv.get(c, 0) != k}
+        had = DeleteIndex(base.ds)
+        ds = [(c, a, b - a) for c, k, n in snap.ds for a, b in had.kept(c, k, k + n)]
+        full = False
+    entry = entries.Entry(kind, at, snap.id, doc.client_id, full, sv, ds, authors=people, **fields)
+    record = entries.encode(entry)
+    return snap.id, changes + doc.write_root_array(HISTORY, lambda root: root.append(record), "history")
 
 
 @dataclass(slots=True)
@@ -487,10 +399,11 @@ class Recorder:
         if s is None:
             return []
         # Who they were then: a person who renames later keeps this name here.
-        people = [{"client": c, "name": a.name, "color": a.color} for c, a in sorted(s.authors.items())]
-        fields = {"started": s.started, "authors": people, "ins": s.inserted, "del": s.deleted}
-        entry = _entry(doc, self.peer, s.last, "edit", **fields)
-        return _append(doc, entry, "history")
+        people = [entries.Person(c, a.name, a.color) for c, a in sorted(s.authors.items())]
+        _, changes = _append(
+            doc, self.peer, s.last, "edit", people, started=s.started, inserted=s.inserted, deleted=s.deleted
+        )
+        return changes
 
 
 def name_version(doc: Document, label: str, by: Author, at: float) -> tuple[str, list[Change]]:
@@ -498,10 +411,9 @@ def name_version(doc: Document, label: str, by: Author, at: float) -> tuple[str,
     label = label.strip()
     if not label:
         raise ValueError("a version's name cannot be empty")
-    if len(label) > MAX_LABEL:
-        raise ValueError(f"a version's name has at most {MAX_LABEL} characters")
-    entry = _entry(doc, by.peer, at, "named", label=label, by={"name": by.name, "color": by.color})
-    return entry["id"], _append(doc, entry, "history")
+    if len(label) > entries.MAX_LABEL:
+        raise ValueError(f"a version's name has at most {entries.MAX_LABEL} characters")
+    return _append(doc, by.peer, at, "named", [entries.Person(0, by.name, by.color)], label=label)
 
 
 def restore(doc: Document, version_id: str, by: Author, at: float, client_id: int) -> tuple[str, list[Change]]:
@@ -532,8 +444,8 @@ def restore(doc: Document, version_id: str, by: Author, at: float, client_id: in
     changes += doc.edit_as(client_id, edits, origin="restore")
     if doc.text != target:
         raise LocalProtocolError("a restore did not give the version's text")
-    entry = _entry(
-        doc, by.peer, at, "restore", restored=version.id, by={"name": by.name, "color": by.color},
-        ins=inserted, **{"del": deleted},
+    restored_id, more = _append(
+        doc, by.peer, at, "restore", [entries.Person(client_id, by.name, by.color)],
+        restored=version.id, inserted=inserted, deleted=deleted,
     )  # fmt: skip
-    return entry["id"], changes + _append(doc, entry, "history")
+    return restored_id, changes + more

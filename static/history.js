@@ -7,7 +7,7 @@
 // character is read here, from this page's copy of the document: its items
 // carry their client ids, and the root map "meshpad:authors" (replicated
 // with the text) says who is behind each.
-import { Decoration, ViewPlugin, RangeSetBuilder } from 'meshpad-vendor'
+import { Decoration, ViewPlugin, RangeSetBuilder, decoding } from 'meshpad-vendor'
 
 const HISTORY = 'meshpad:history'
 const AUTHORS = 'meshpad:authors'
@@ -35,32 +35,44 @@ function chip (author) {
 
 // -- who wrote what, in this page's copy of the document ------------------------
 
-// When each client's characters were written: the edit versions list, for
-// every client, up to which clock they cover it.
-function writtenTimes (ydoc) {
-  const entries = ydoc.getArray(HISTORY).toArray()
-  const byId = new Map(entries.map(e => [e.id, e]))
-  const resolved = new Map()
-  const sv = (entry, depth = 0) => {
-    if (resolved.has(entry.id)) return resolved.get(entry.id)
-    const own = new Map()
-    for (let i = 0; i + 1 < (entry.sv || []).length; i += 2) own.set(entry.sv[i], entry.sv[i + 1])
-    let out = own
-    if (entry.base) {
-      const base = byId.get(entry.base)
-      if (!base || depth > 32) return null
-      const below = sv(base, depth + 1)
-      if (!below) return null
-      out = new Map([...below, ...own])
-    }
-    resolved.set(entry.id, out)
-    return out
+// A history entry's record (crdt/entries.py): the time it names and, for
+// its writer's chain, the state vector entries it adds.
+function readEntry (bytes) {
+  const d = decoding.createDecoder(bytes)
+  if (decoding.readUint8(d) !== 1) return null
+  decoding.readUint8(d) // kind
+  const flags = decoding.readUint8(d)
+  const at = decoding.readVarUint(d) / 1000
+  decoding.readVarUint(d) // session length
+  decoding.readUint8Array(d, 12) // id
+  const writer = decoding.readVarUint(d)
+  decoding.readVarUint(d) // inserted
+  decoding.readVarUint(d) // deleted
+  for (let n = decoding.readVarUint(d); n > 0; n--) {
+    decoding.readVarUint(d)
+    decoding.readVarString(d)
+    decoding.readVarString(d)
   }
-  const times = new Map() // client -> [[clock reached, at]] sorted by clock
-  for (const entry of entries) {
-    const vector = sv(entry)
-    if (!vector) continue
-    for (const [client, clock] of vector) {
+  if (flags & 2) decoding.readVarString(d)
+  if (flags & 4) decoding.readUint8Array(d, 12)
+  const sv = new Map()
+  for (let n = decoding.readVarUint(d); n > 0; n--) sv.set(decoding.readVarUint(d), decoding.readVarUint(d))
+  return { at, chain: writer, full: Boolean(flags & 1), sv }
+}
+
+// When each client's characters were written: the versions say, for every
+// client, up to which clock they cover it.
+function writtenTimes (ydoc) {
+  const chains = new Map() // writer -> state vector so far
+  const times = new Map() // client -> [[clock reached, at]], by clock
+  for (const record of ydoc.getArray(HISTORY).toArray()) {
+    let entry = null
+    try { entry = record instanceof Uint8Array ? readEntry(record) : null } catch (_) { entry = null }
+    if (!entry) continue
+    const sv = entry.full ? new Map() : (chains.get(entry.chain) || new Map())
+    for (const [client, clock] of entry.sv) sv.set(client, clock)
+    chains.set(entry.chain, sv)
+    for (const [client, clock] of sv) {
       if (!times.has(client)) times.set(client, [])
       times.get(client).push([clock, entry.at])
     }

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from crdt import history, timeline, ystructs
+from crdt import entries, history, timeline, ystructs
 from crdt.document import Document
 from crdt.history import Author, History, Recorder, VersionNotFound, VersionNotHeld
 
@@ -82,35 +82,56 @@ def test_deletions_are_counted():
 def test_a_version_id_round_trips():
     doc = Document("d", 11)
     type_into(doc, "first")
-    state = history.snapshot_of(doc)  # the entry names this state (the entry itself comes after it)
     vid, _ = history.name_version(doc, "one", ANN, at=10)
-    assert vid == state.id and history.check_id(vid) == vid and len(vid) == 20
+    assert history.check_id(vid) == vid and len(vid) == 16
     version = History(doc).find(vid)
-    assert version.snapshot == state and version.snapshot.id == vid and version.label == "one"
-    # The id is the state's: another replica with the same updates computes the same one.
+    state = History(doc).snapshot(vid)
+    assert state.id == vid and version.label == "one"
+    # The state named is the replica's just before the entry (which comes after it).
+    sv = doc.state_vector()
+    assert all(sv[c] >= k for c, k in state.sv.items()) and state.sv != sv
+    # The id is the state's: another replica with the same updates resolves the same snapshot.
     other = Document("d", 12)
     other.receive(doc.encode_state(), "x")
-    assert History(other).find(vid).snapshot.id == vid
+    assert History(other).snapshot(vid) == state
     # Naming again is a new entry (the first entry is part of the state now), with the same text.
     again, _ = history.name_version(doc, "one, again", BOB, at=20)
     assert again != vid
     assert History(doc).text(History(doc).find(again)) == History(doc).text(version) == "first"
-    for bad in ("", "x" * 19, "x" * 21, "a/b" + "c" * 17, None, 12):
+    for bad in ("", "x" * 15, "x" * 17, "a/b" + "c" * 13, None, 12):
         with pytest.raises(ValueError):
             history.check_id(bad)
     with pytest.raises(VersionNotFound):
-        History(doc).find("A" * 20)
+        History(doc).find("A" * 16)
 
 
-def test_an_entry_that_does_not_resolve_to_its_id_is_ignored():
+def test_an_entry_that_does_not_resolve_to_its_id_cannot_be_opened():
     doc = Document("d", 11)
     type_into(doc, "text")
     vid, _ = history.name_version(doc, "good", ANN, at=1)
-    forged = {"v": 1, "id": vid, "kind": "named", "at": 9.0, "peer": "x", "base": None, "depth": 0,
-              "sv": [11, 1], "ds": [], "label": "forged"}  # fmt: skip
-    doc.write_root_array(history.HISTORY, lambda root: root.append(forged), "test")
-    (only,) = History(doc).versions()
-    assert only.label == "good"
+    forged = entries.Entry("named", 9.0, "F" * 16, 77, True, {11: 1}, [], label="forged")
+    doc.write_root_array(history.HISTORY, lambda root: root.append(entries.encode(forged)), "test")
+    doc.write_root_array(history.HISTORY, lambda root: root.append(b"\x01garbage"), "test")
+    h = History(doc)
+    assert {v.label for v in h.versions()} == {"good", "forged"}  # listed from what the entries say...
+    with pytest.raises(VersionNotFound):
+        h.text(h.find("F" * 16))  # ...but a snapshot that does not hash to its id does not open
+    assert h.text(h.find(vid)) == "text"
+
+
+def test_entries_round_trip():
+    e = entries.Entry(
+        "restore", 1_700_000_000.123, "A" * 16, 2**32 - 1, False, {5: 10, 2**32 - 1: 3},
+        [(5, 0, 2), (5, 7, 1), (9, 1, 4)], started=1_699_999_990.5, inserted=3, deleted=4,
+        authors=[entries.Person(5, "Zoë", "#112233")], label=None, restored="B" * 16,
+    )  # fmt: skip
+    back = entries.decode(entries.encode(e))
+    assert back == e
+    header = entries.decode(entries.encode(e), snapshot=False)
+    assert header.sv == {} and header.restored == "B" * 16 and header.authors[0].name == "Zoë"
+    for bad in (b"", b"\x02", entries.encode(e)[:-1], entries.encode(e) + b"\x00", "text", None):
+        with pytest.raises(ValueError):
+            entries.decode(bad)
 
 
 # -- the same history everywhere ---------------------------------------------------------
@@ -161,21 +182,27 @@ def test_a_version_not_held_yet_says_so():
     sync(a, b)
     type_into(a, "only on a")
     vid, changes = history.name_version(a, "later", ANN, at=1)
-    # b gets the entry, but not the text it covers.
+    # b gets the entry first: written by a's own client after its text, the gate holds it.
     for change in changes:
         b.receive(change.update, "x")
-    assert b.pending_count() == len(changes)  # the entry builds on a's text: the gate holds it
+    assert b.pending_count() == len(changes)
     sync(a, b)
     assert History(b).text(History(b).find(vid)) == "shared only on a"
+    # Text typed in a browser has a client of its own: its entry may come first.
     c = Document("d", 3)
-    c.receive(a.encode_state(), "x")
-    version = History(c).find(vid)
-    assert History(c).holds(version)
-    lagging = Document("d", 4)
-    with pytest.raises(VersionNotFound):
-        History(lagging).find(vid)
+    c.receive(b.encode_state(), "x")
+    a.edit_as(500, [(0, 0, "Browser text. ")], "x")
+    later, changes = history.name_version(a, "with the browser's text", ANN, at=2)
+    for change in changes:
+        c.receive(change.update, "x")
+    version = History(c).find(later)
+    assert not History(c).holds(version)
     with pytest.raises(VersionNotHeld):
-        History(lagging).text(version)
+        History(c).text(version)
+    sync(a, c)
+    assert History(c).text(version) == "Browser text. shared only on a"
+    with pytest.raises(VersionNotFound):
+        History(Document("d", 4)).find(vid)
 
 
 # -- restore ----------------------------------------------------------------------------
@@ -231,7 +258,7 @@ def test_restore_of_an_unknown_version_changes_nothing():
     type_into(doc, "keep")
     before = doc.encode_state()
     with pytest.raises(VersionNotFound):
-        history.restore(doc, "B" * 20, ANN, at=1, client_id=5)
+        history.restore(doc, "B" * 16, ANN, at=1, client_id=5)
     assert doc.encode_state() == before
 
 

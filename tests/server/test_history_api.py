@@ -22,7 +22,7 @@ async def test_name_list_open_and_restore(client):
     )
     assert resp.status == 201
     named = await resp.json()
-    assert re.fullmatch(r"[A-Za-z0-9_-]{20}", named["id"]) and resp.headers["Location"].endswith(named["id"])
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16}", named["id"]) and resp.headers["Location"].endswith(named["id"])
     listing = await (await client.get("/api/docs/notes/history")).json()
     (version,) = listing["versions"]
     assert set(version) >= {"id", "at", "authors", "inserted", "deleted", "label"}
@@ -48,7 +48,7 @@ async def test_name_list_open_and_restore(client):
 async def test_bad_input_gets_clear_4xx(client):
     await client.post("/api/docs", json={"name": "d", "text": "x"})
     assert (await client.get("/api/docs/d/versions/not-an-id")).status == 400
-    resp = await client.get("/api/docs/d/versions/" + "A" * 20)
+    resp = await client.get("/api/docs/d/versions/" + "A" * 16)
     assert resp.status == 404 and "no version" in (await resp.json())["error"]
     assert (await client.get("/api/docs/nope/history")).status == 404
     assert (await client.get("/api/docs/.bad/history")).status == 400
@@ -58,7 +58,7 @@ async def test_bad_input_gets_clear_4xx(client):
         assert "error" in await resp.json()
     assert (await client.post("/api/docs/d/versions", data=b"{not json")).status == 400
     assert (await client.post("/api/docs/d/restore", json={"version": "short"})).status == 400
-    assert (await client.post("/api/docs/d/restore", json={"version": "B" * 20})).status == 404
+    assert (await client.post("/api/docs/d/restore", json={"version": "B" * 16})).status == 404
     # Nothing of that changed the document or its history.
     assert (await (await client.get("/api/docs/d")).json())["text"] == "x"
     assert (await (await client.get("/api/docs/d/history")).json())["versions"] == []
@@ -68,7 +68,7 @@ async def test_the_routes_follow_the_api_rules(client):
     await client.post("/api/docs", json={"name": "d", "text": "x"})
     evil = {"Origin": "https://evil.example"}
     assert (await client.post("/api/docs/d/versions", json={"label": "x"}, headers=evil)).status == 403
-    assert (await client.post("/api/docs/d/restore", json={"version": "A" * 20}, headers=evil)).status == 403
+    assert (await client.post("/api/docs/d/restore", json={"version": "A" * 16}, headers=evil)).status == 403
     assert (await client.post("/doc/d/versions", data={"label": "x"}, headers=evil)).status == 403
     assert (await client.get("/api/docs/d/history", headers={"Host": "attacker.example"})).status == 403
 

@@ -70,6 +70,6 @@ def test_the_check_sees_a_lost_version():
     net = run_scenario(12, 6, heal_time=5.0)
     assert net.named, "the scenario names versions"
     check(net)
-    net.named.append(("alpha", "A" * 20, 0, net.now - 100))
+    net.named.append(("alpha", "A" * 16, 0, net.now - 100))
     with pytest.raises(AssertionError, match="named versions went missing"):
         check(net)
