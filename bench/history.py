@@ -84,7 +84,9 @@ def _rss(state: bytes, kind: str, work: Path) -> dict[str, float]:
     path = work / f"state-{kind}.bin"
     path.write_bytes(state)
     root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", _RSS, root, str(path), kind], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS, root, str(path), kind], capture_output=True, text=True, check=True
+    )
     result: dict[str, float] = json.loads(out.stdout)
     return result
 
@@ -141,7 +143,7 @@ def rows_history(updates: list[bytes], work: Path) -> list[Row]:
             "open a version (100 random versions of that document)",
             f"p50 {percentile(cold, 50) * 1000:.0f} ms, p99 {p99:.0f} ms, each from a fresh history "
             f"(the order of characters read anew); p99 {percentile(warm, 99) * 1000:.1f} ms once read",
-            f"the same versions rebuilt by pycrdt from a cut of the state: p99 {percentile(fallback, 99) * 1000:.0f} ms",
+            f"the same versions rebuilt by pycrdt from a cut: p99 {percentile(fallback, 99) * 1000:.0f} ms",
             "p99 ≤ 250 ms",
             p99 <= 250,
         )
