@@ -224,11 +224,24 @@ class Runtime:
         self.store.write(Write(name, at=now))
 
     def info(self, name: str) -> DocumentInfo:
+        """What the documents list shows. The last change is the time the
+        history gives (the same on every peer): this peer's open editing
+        session, else the newest version; the time the change reached this
+        peer only for a document without versions."""
         info = self.catalog[name]
         doc = self.gossip.documents.get(name)
-        if doc is not None and name in self._dirty:
-            return DocumentInfo(name, len(doc.text), info.created_at, info.updated_at)
-        return info
+        if doc is None:
+            return info
+        length = len(doc.text) if name in self._dirty else info.length
+        changed = info.updated_at
+        recorder = self.recorders.get(name)
+        if recorder is not None and recorder.session is not None:
+            changed = recorder.session.last
+        else:
+            versions = self.history(name).versions()
+            if versions:
+                changed = versions[0].at
+        return DocumentInfo(name, length, info.created_at, changed)
 
     def _changed(self, name: str, update: bytes) -> None:
         if name not in self.catalog:
@@ -342,9 +355,9 @@ class Runtime:
         return self.gossip.peer_id.hex()
 
     def history(self, name: str) -> history.History:
-        """The history of a loaded document (see :meth:`session`)."""
+        """The history of a document this peer holds."""
         found = self.histories.get(name)
-        doc = self.sessions[name].document
+        doc = self.gossip.documents[name]
         if found is None or found.doc is not doc:
             found = self.histories[name] = history.History(doc)
         return found

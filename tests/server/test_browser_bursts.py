@@ -10,6 +10,7 @@ from yclient import wait_for
 
 from crdt import ywire
 from crdt.session import merge_update_frames
+from crdt.yupdate import parse_update
 from server.keys import RUNTIME
 from server.outbox import Outbox
 from server.runtime import OUTBOX_LIMIT
@@ -37,9 +38,15 @@ async def test_a_burst_is_stored_and_sent_on_as_one_update(client):
     assert session.document.text == ""  # handled once the reader yields
     await wait_for(lambda: writer.acked == len(frames), what="every frame acknowledged")
     assert session.document.text == final
-    assert len(reader.outbox.frames) == 1 and reader.outbox.frames[0][:2] == b"\x00\x02"
+    # The 300 keystrokes are one update, stored once and sent once; besides
+    # it goes the record of who client 9 is (once, for a new author).
+    sent = [_update(f) for f in reader.outbox.frames]
+    assert all(f[:2] == b"\x00\x02" for f in reader.outbox.frames)
+    assert len([u for u in sent if u is not None and 9 in parse_update(u).ranges]) == 1
+    assert len(sent) == 2
     stored = await runtime.store.call(lambda s: s.load("burst"))
-    assert len(stored) == 1
+    assert len([u for u in stored if 9 in parse_update(u).ranges]) == 1
+    assert len(stored) == 2
     runtime.detach(writer)
     runtime.detach(reader)
 
@@ -137,3 +144,8 @@ async def test_changes_from_many_browsers_make_one_push_per_document(client, mon
     assert all(f"writer {i} " in str(merged_text) for i in range(3))
     for conn in writers:
         runtime.detach(conn)
+
+
+def _update(frame: bytes) -> bytes | None:
+    message = ywire.decode_message(frame)
+    return message.update if isinstance(message, ywire.SyncUpdate) else None

@@ -6,6 +6,8 @@ import aiohttp
 import pytest
 from yclient import YClient, awareness_frame, wait_for
 
+from crdt import ywire
+from crdt.yupdate import parse_update
 from server.runtime import OUTBOX_LIMIT  # noqa: F401 - documents the overflow policy under test elsewhere
 
 
@@ -51,8 +53,10 @@ async def test_update_is_not_echoed_to_its_author(client):
     # b now sends something so that a has had time to receive any echo.
     await b.insert(1, "y")
     await wait_for(lambda: a.content == "xy")
-    updates_to_a = [f for f in a.frames[before:] if f[:2] == b"\x00\x02"]
-    assert len(updates_to_a) == 1  # only b's edit
+    updates_to_a = [_update(f) for f in a.frames[before:] if f[:2] == b"\x00\x02"]
+    clients = [set(parse_update(u).ranges) for u in updates_to_a if u is not None]
+    assert not [c for c in clients if 31 in c]  # a's own edit never came back
+    assert len([c for c in clients if 32 in c]) == 1  # b's edit did (besides the records of who they are)
     await a.close()
     await b.close()
 
@@ -161,3 +165,8 @@ async def test_bad_names_are_refused_before_upgrade(client, name):
     assert resp.status in (400, 404)
     if resp.status == 400:
         assert "letters" in await resp.text()
+
+
+def _update(frame: bytes) -> bytes | None:
+    message = ywire.decode_message(frame)
+    return message.update if isinstance(message, ywire.SyncUpdate) else None
