@@ -9,6 +9,7 @@ rather than dialled, since its handshakes could only fail.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -64,14 +65,16 @@ async def api_invite(request: web.Request) -> web.Response:
 
 
 def peer_rows(request: web.Request) -> list[dict[str, Any]]:
+    """The node's rows as JSON: times become seconds ago."""
     runtime = request.app[RUNTIME]
     now = runtime.now()
-    rows = runtime.gossip.peer_rows(now)
-    for row in rows:
-        heard = row.pop("last_heard", None)
-        row["last_heard_s_ago"] = None if heard is None else round(now - float(heard), 2)  # type: ignore[arg-type]
-        check = row.pop("last_sync_check", None)
-        row["last_sync_check_s_ago"] = None if check is None else round(now - float(check), 2)  # type: ignore[arg-type]
+    rows = []
+    for row in runtime.gossip.peer_rows(now):
+        body = asdict(row)
+        heard, check = body.pop("last_heard"), body.pop("last_sync_check")
+        body["last_heard_s_ago"] = None if heard is None else round(now - heard, 2)
+        body["last_sync_check_s_ago"] = None if check is None else round(now - check, 2)
+        rows.append(body)
     return rows
 
 

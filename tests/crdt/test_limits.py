@@ -98,9 +98,9 @@ def test_ihave_bookkeeping_is_bounded():
     for d in range(40):
         ends = tuple((client, 7) for client in range(1, pw.MAX_IHAVE_RANGES + 1))
         n.receive(1, pw.encode(pw.IHave(f"doc{d}", ends, ())), 0.0)
-    assert 0 < n._missing_ids <= _MAX_MISSING_IDS
-    remembered = len(n._missing)
+    assert 0 < n.push._missing_ids <= _MAX_MISSING_IDS
+    remembered = len(n.push._missing)
     assert remembered == _MAX_MISSING_IDS // pw.MAX_IHAVE_RANGES
     grafts = [pw.decode(e.data) for e in n.tick(1.0) if isinstance(e, SendPeer)]
     asked = [name for g in grafts if isinstance(g, pw.Graft) for name, _ in g.documents]
-    assert len(asked) == remembered and n._missing_ids == 0 and not n._missing
+    assert len(asked) == remembered and n.push._missing_ids == 0 and not n.push._missing

@@ -1,0 +1,173 @@
+"""Anti-entropy: repairing whatever the push path lost, sans-IO.
+
+Owns: when the next round is, the pass over the links, and on each link
+what it was last found in sync with and which documents are being synced
+on it (``in_sync``, ``all_in_sync``, ``last_sync_check``, ``syncing``,
+``accepted``).
+
+Rules kept here (numbered as in ``docs/protocol.md`` §7.3):
+
+3. Every ``ae_interval``, at a phase drawn at random, the next link of a
+   pass over all links in random order gets our root digest (a hash over
+   every document's name, state vector and delete set). Equal roots end the
+   round (a few dozen bytes). Different roots bring back the per-document
+   digests, and each differing document is synced both ways with state
+   vectors (push-pull: both sides end with the union). A new link starts
+   with a round. A document whose sync is under way on a link is not asked
+   for again there until the answer comes (or ``sync_timeout`` passes):
+   both ends open a new link with a round, and a returning peer must get
+   what it missed once, not once per round.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from crdt import peerwire as pw
+from crdt.effects import DocCreated, DocumentChanged, Effect, Event, LinkAccepted, LinkId, peer_origin
+from crdt.links import Link, Links
+from crdt.replicas import Replicas
+from crdt.yupdate import decode_state_vector
+
+
+class AntiEntropy:
+    def __init__(
+        self, links: Links, replicas: Replicas, rng: random.Random, emit: Callable[[Event, float], list[Effect]],
+        interval: float, fanout: int, sync_timeout: float,
+    ) -> None:  # fmt: skip
+        self.links = links
+        self.replicas = replicas
+        self.rng = rng
+        self.emit = emit
+        self.interval = interval
+        self.fanout = fanout
+        self.sync_timeout = sync_timeout
+        self._next: float | None = None  # set, at a random phase, by the first link
+        self._order: list[LinkId] = []  # links still due a round in this pass
+
+    def digest(self) -> pw.Digest:
+        return pw.Digest(self.replicas.root_digest(), len(self.replicas.documents))
+
+    def on_hello(self, link: Link, kept: bool, now: float) -> list[Effect]:
+        if self._next is None:
+            # (3) Rounds start at a random phase: peers that start together
+            # (a restarted network, the simulator) must not all exchange in
+            # the same instant, which would make an update wait a whole round
+            # at every hop.
+            self._next = now + self.rng.random() * self.interval
+        if not kept or not link.live:
+            return []
+        return [self.links.send(link, pw.encode(self.digest()), now)]  # (3) a round on connect
+
+    def created(self, now: float) -> list[Effect]:
+        """A document made here spreads with a round on every link."""
+        data = pw.encode(self.digest())
+        return [self.links.send(link, data, now) for link in self.links.ready()]
+
+    # -- messages -----------------------------------------------------------------
+
+    def on_digest(self, link: Link, msg: pw.Digest, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        if not link.accepted:
+            link.accepted = True  # the other side has kept the link
+            effects += self.emit(LinkAccepted(link.id), now)
+        link.last_sync_check = now
+        if msg.root == self.replicas.root_digest():
+            link.all_in_sync = True
+            link.in_sync = set(self.replicas.documents)
+            return effects
+        link.all_in_sync = False
+        entries = tuple((name, doc.digest()) for name, doc in sorted(self.replicas.documents.items()))
+        return [*effects, self.links.send(link, pw.encode(pw.DocDigests(entries)), now)]
+
+    def on_doc_digests(self, link: Link, msg: pw.DocDigests, now: float) -> list[Effect]:
+        link.last_sync_check = now
+        theirs = dict(msg.entries)
+        effects: list[Effect] = []
+        in_sync: set[str] = set()
+        differ = False
+        documents = self.replicas.documents
+        for name in sorted(set(theirs) | set(documents)):
+            if name in self.replicas.blocked:
+                continue
+            mine = documents.get(name)
+            if mine is not None and theirs.get(name) == mine.digest():
+                in_sync.add(name)
+                continue
+            differ = True
+            if self._under_way(link, name, now):
+                continue  # (3) the answer to the step 1 already sent will do
+            if mine is None:
+                effects.append(DocCreated(name))
+            doc = self.replicas.document(name)
+            link.syncing[name] = now
+            step1 = pw.SyncStep1(name, doc.encode_state_vector(), True)
+            effects.append(self.links.send(link, pw.encode(step1), now))
+        link.in_sync = in_sync
+        link.all_in_sync = not differ
+        return effects
+
+    def on_step1(self, link: Link, msg: pw.SyncStep1, now: float) -> list[Effect]:
+        if msg.name in self.replicas.blocked:
+            return []
+        created = msg.name not in self.replicas.documents
+        if created:
+            decode_state_vector(msg.state_vector)
+        doc = self.replicas.document(msg.name)
+        effects: list[Effect] = [DocCreated(msg.name)] if created else []
+        effects.append(self.links.send(link, pw.encode(pw.SyncStep2(msg.name, doc.diff(msg.state_vector))), now))
+        if msg.reply_step1 and not self._under_way(link, msg.name, now):
+            # (3) Our own step 1 for this document, unless one is on its way
+            # already (both ends of a new link start a round): its answer
+            # brings the same diff.
+            link.syncing[msg.name] = now
+            step1 = pw.SyncStep1(msg.name, doc.encode_state_vector(), False)
+            effects.append(self.links.send(link, pw.encode(step1), now))
+        return effects
+
+    def on_step2(self, link: Link, msg: pw.SyncStep2, now: float) -> list[Effect]:
+        link.syncing.pop(msg.name, None)
+        applied = self.replicas.apply(link, msg.name, msg.update, now)
+        if applied.doc is None:
+            return applied.effects
+        event = DocumentChanged(msg.name, tuple(applied.changes), peer_origin(link.id))
+        return applied.effects + self.emit(event, now)
+
+    def _under_way(self, link: Link, name: str, now: float) -> bool:
+        sent = link.syncing.get(name)
+        return sent is not None and now - sent < self.sync_timeout
+
+    # -- timers -------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        ready = self.links.ready()
+        if not ready or self._next is None or now < self._next:
+            return []
+        self._next = now + self.interval
+        data = pw.encode(self.digest())
+        return [self.links.send(target, data, now) for target in self._partners(min(self.fanout, len(ready)))]
+
+    def next_deadline(self, now: float) -> float:
+        if not self.links.ready():
+            return float("inf")
+        return now if self._next is None else self._next
+
+    def _partners(self, count: int) -> list[Link]:
+        """(3) The next *count* links of a pass over every link in random
+        order: each link gets a round once per pass, so with d links no link
+        waits more than 2d - 1 rounds (a random link per round has no such
+        bound, and a long tail). A pass ends when it runs out; links opened
+        during a pass wait for the next one (each began with a round of its
+        own)."""
+        chosen: dict[LinkId, Link] = {}
+        while len(chosen) < count:
+            if not self._order:
+                self._order = [link.id for link in self.links.ready() if link.id not in chosen]
+                if not self._order:
+                    break
+                self.rng.shuffle(self._order)
+            link = self.links.get(self._order.pop())
+            if link is not None and link.live:
+                chosen[link.id] = link
+        return list(chosen.values())

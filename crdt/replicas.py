@@ -1,0 +1,147 @@
+"""The document table: every document this peer holds, and what enters them
+from links, sans-IO.
+
+Owns: the documents, the ones that cannot be read back from the store
+(*blocked*), the root digest over all of them, and the causal gate's
+fallback for each document.
+
+Rules kept here:
+
+1. pycrdt only sees an update once its causes are local (``Document``'s
+   gate). An update that waits ``stuck_after`` makes the peer ask a link for
+   everything it lacks of that document; an update that cannot wait (the
+   buffer is full) or starts inside what is here makes it ask the sending
+   link for an exact diff.
+2. A document a link names for the first time is created only if what it
+   sent is valid: a refusal leaves nothing half made behind.
+3. A blocked document is never created anew from a peer's data: that would
+   bury the damaged copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crdt import peerwire as pw
+from crdt.document import BufferFull, Change, Document, Overlaps
+from crdt.effects import AwarenessIn, DocChanged, DocCreated, DocumentChanged, Effect, peer_origin
+from crdt.errors import RemoteProtocolError
+from crdt.links import Link, Links
+from crdt.yupdate import parse_update
+from crdt.ywire import decode_awareness
+
+
+@dataclass(slots=True)
+class Applied:
+    """What an update from a link did to its document."""
+
+    effects: list[Effect] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    fresh: bool = False  # it brought something (integrated now, or waiting for its causes)
+    doc: Document | None = None  # None: refused, or the document is blocked
+
+
+class Replicas:
+    def __init__(
+        self, links: Links, rng: random.Random, new_client_id: Callable[[], int], stuck_after: float,
+        documents: dict[str, Document],
+    ) -> None:  # fmt: skip
+        self.links = links
+        self.rng = rng
+        self.new_client_id = new_client_id
+        self.stuck_after = stuck_after
+        self.documents = documents
+        self.blocked: set[str] = set()
+        self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
+        self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
+
+    def document(self, name: str) -> Document:
+        doc = self.documents.get(name)
+        if doc is None:
+            doc = self.documents[name] = Document(name, self.new_client_id())
+        return doc
+
+    def root_digest(self) -> bytes:
+        """Hash over every document's digest, cached until any of them changes."""
+        key = (len(self.documents), sum(doc.generation for doc in self.documents.values()))
+        if self._root is None or self._root[:2] != key:
+            h = hashlib.blake2b(digest_size=pw.HASH_BYTES)
+            for name in sorted(self.documents):
+                h.update(self.documents[name].digest())
+            self._root = (*key, h.digest())
+        return self._root[2]
+
+    def apply(self, link: Link, name: str, update: bytes, now: float) -> Applied:
+        """An update from *link* to *name*. Raises RemoteProtocolError for
+        an invalid one (the link is then closed)."""
+        if name in self.blocked:
+            return Applied()
+        created = name not in self.documents
+        if created:
+            parse_update(update)  # (2)
+        doc = self.document(name)
+        origin = peer_origin(link.id)
+        applied = Applied([DocCreated(name)] if created else [], doc=doc)
+        waiting = doc.pending_count()
+        try:
+            applied.changes = doc.receive(update, origin)
+        except (BufferFull, Overlaps):
+            if created:
+                del self.documents[name]
+                return Applied()
+            # (1) Too much waiting, or an update that starts inside what we
+            # have: drop what this link buffered, ask it for an exact diff.
+            doc.drop_pending(origin)
+            step1 = pw.SyncStep1(name, doc.encode_state_vector(), False)
+            applied.effects.append(self.links.send(link, pw.encode(step1), now))
+            applied.doc = None
+            return applied
+        except RemoteProtocolError:
+            if created:
+                del self.documents[name]  # (2)
+            raise
+        if doc.pending_count():
+            self._stuck.setdefault(name, now)
+        else:
+            self._stuck.pop(name, None)
+        applied.fresh = bool(applied.changes) or doc.pending_count() > waiting
+        return applied
+
+    def on_awareness(self, link: Link, msg: pw.Awareness, now: float) -> list[Effect]:
+        decode_awareness(msg.update)  # refused here, at the boundary, if malformed
+        if msg.name not in self.documents:
+            return []
+        return [AwarenessIn(msg.name, msg.update, link.id)]
+
+    # -- events -------------------------------------------------------------------
+
+    def on_changed(self, event: DocumentChanged, now: float) -> list[Effect]:
+        return [DocChanged(event.name, change.update, change.origin) for change in event.changes]
+
+    def on_gone(self, link: Link) -> None:
+        """What the closed link left waiting is dropped (it would resend it)."""
+        origin = peer_origin(link.id)
+        for name in list(self._stuck):
+            doc = self.documents[name]
+            doc.drop_pending(origin)
+            if doc.pending_count() == 0:
+                del self._stuck[name]
+
+    # -- timers -------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        ready = self.links.ready()
+        effects: list[Effect] = []
+        for name, since in list(self._stuck.items()):
+            if now - since >= self.stuck_after and ready:
+                # (1) The causes never came: ask a link for everything we lack.
+                self._stuck[name] = now
+                step1 = pw.SyncStep1(name, self.documents[name].encode_state_vector(), False)
+                effects.append(self.links.send(self.rng.choice(ready), pw.encode(step1), now))
+        return effects
+
+    def next_deadline(self) -> float:
+        return min((since + self.stuck_after for since in self._stuck.values()), default=float("inf"))
