@@ -149,7 +149,7 @@ class AntiEntropy:
         return [self.links.send(target, data, now) for target in self._partners(min(self.fanout, len(ready)))]
 
     def next_deadline(self, now: float) -> float:
-        if not self.links.ready():
+        if not self.links.any_ready():
             return float("inf")
         return now if self._next is None else self._next
 

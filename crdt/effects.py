@@ -72,7 +72,17 @@ class PeersChanged:
     peers: list[tuple[str, str]]  # (peer id hex, address)
 
 
-Effect = SendPeer | Dial | CloseLink | DocChanged | DocCreated | AwarenessIn | PeersChanged
+@dataclass(frozen=True, slots=True)
+class LinkLost:
+    """A ready link is gone: the cursors that came through it are gone too,
+    unless a shuffle closed it (``planned``: its peer is alive and its cursors
+    come on other links)."""
+
+    link: LinkId
+    planned: bool
+
+
+Effect = SendPeer | Dial | CloseLink | DocChanged | DocCreated | AwarenessIn | PeersChanged | LinkLost
 
 
 # -- events between components ---------------------------------------------------------

@@ -102,6 +102,9 @@ class Links:
         """The links that may carry messages."""
         return [link for link in self.by_id.values() if link.live]
 
+    def any_ready(self) -> bool:
+        return any(link.live for link in self.by_id.values())
+
     def send(self, link: Link, data: bytes, now: float | None = None) -> SendPeer:
         link.bytes_out += len(data)
         if now is not None:
@@ -112,6 +115,10 @@ class Links:
         """Ask the shell to close *link*, once."""
         link.closing = True
         return CloseLink(link.id, reason)
+
+    def close_id(self, link_id: LinkId, reason: str) -> CloseLink:
+        link = self.by_id.get(link_id)
+        return self.close(link, reason) if link is not None else CloseLink(link_id, reason)
 
     # -- life cycle -------------------------------------------------------------
 

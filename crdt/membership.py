@@ -308,7 +308,7 @@ class Membership:
 
     def next_deadline(self, now: float) -> float:
         soonest = float("inf")
-        if self.links.ready():
+        if self.links.any_ready():
             soonest = min(now if self._next_shuffle is None else self._next_shuffle, self._next_exchange)
         if self._open_slots() > 0:
             candidates = self._dial_candidates(float("inf"))

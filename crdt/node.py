@@ -47,6 +47,7 @@ from crdt.effects import (
     LinkGone,
     LinkHello,
     LinkId,
+    LinkLost,
     PeersChanged,
     SendPeer,
     peer_origin,
@@ -67,6 +68,7 @@ __all__ = [
     "DocCreated",
     "Effect",
     "Link",
+    "LinkLost",
     "Node",
     "PeerRow",
     "PeersChanged",
@@ -130,13 +132,17 @@ class Node:
         new_client_id: Callable[[], int],
         config: Config | None = None,
         documents: dict[str, Document] | None = None,
+        relay: bool = True,
     ) -> None:
+        """With *relay* off, changes that came from links are not pushed on
+        here: the caller batches them with its own (``crdt.engine``)."""
         if len(peer_id) != pw.PEER_ID_BYTES:
             raise ValueError("peer id must be 16 bytes")
         cfg = self.config = config or Config()
         self.peer_id = peer_id
         self.listen = listen
         self.rng = rng
+        self.relay = relay
         self.table = Links(peer_id, listen, rng)
         self.links = self.table.by_id
         self.replicas = Replicas(self.table, rng, new_client_id, cfg.stuck_after, documents or {})
@@ -172,7 +178,8 @@ class Node:
     def _emit(self, event: Event, now: float) -> list[Effect]:
         """Hand an event to every part that cares, in a fixed order."""
         if isinstance(event, DocumentChanged):
-            return self.replicas.on_changed(event, now) + self.push.on_changed(event, now)
+            effects = self.replicas.on_changed(event, now)
+            return effects + self.push.on_changed(event, now) if self.relay else effects
         if isinstance(event, LinkAccepted):
             link = self.links.get(event.link)
             return self.membership.on_accepted(link, now) if link is not None else []
@@ -245,7 +252,8 @@ class Node:
         link = self.table.remove(link_id)
         if link is None:
             return []
-        return self._emit(LinkGone(link, reason), now)
+        lost: list[Effect] = [LinkLost(link.id, link.planned)] if link.ready else []
+        return lost + self._emit(LinkGone(link, reason), now)
 
     def receive(self, link_id: LinkId, data: bytes, now: float) -> list[Effect]:
         """One frame from a link. Raises RemoteProtocolError for anything the
@@ -284,7 +292,7 @@ class Node:
             self.antientropy.next_deadline(now),
             self.membership.next_deadline(now),
             self.push.next_deadline(),
-            self.replicas.next_deadline() if self.table.ready() else float("inf"),
+            self.replicas.next_deadline() if self.table.any_ready() else float("inf"),
         )
         if soonest == float("inf"):
             return now + 1.0

@@ -119,8 +119,8 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
         listen=settings.listen_address(),
         config=config,
         session_gap=settings.session_gap,
+        save_peers=lambda peers: identity.save_peers(settings.data_dir, peers),
     )
-    runtime.save_peers = lambda peers: identity.save_peers(settings.data_dir, peers)  # type: ignore[method-assign]
     peering = Peering(runtime, me)
     app[RUNTIME] = runtime
     app[PEERING] = peering
@@ -128,9 +128,14 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
         runtime.gossip.restore_peers(identity.load_peers(settings.data_dir))
-        started = asyncio.Event()
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         supervisor = asyncio.create_task(peering.run(started, joins))
-        await started.wait()
+        # Started, or failed before it could start: either way, do not hang.
+        await asyncio.wait([started, supervisor], return_when=asyncio.FIRST_COMPLETED)
+        if supervisor.done():
+            await runtime.stop()
+            supervisor.result()  # raises what stopped it
+            raise RuntimeError("the peer links stopped while starting")
         try:
             yield
         finally:

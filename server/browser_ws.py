@@ -61,7 +61,7 @@ async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Reques
         if msg.type == WSMsgType.BINARY:
             runtime.receive(conn, msg.data)  # a refused frame closes conn, seen above
         elif msg.type == WSMsgType.TEXT:
-            runtime.frames_refused += 1
+            runtime.core.frames_refused += 1
             log.warning("closing browser connection to %r from %s: text frame", conn.name, request.remote)
             conn.close("protocol error: binary frames only")
             break

@@ -156,10 +156,8 @@ async def api_version(request: web.Request) -> web.Response:
 async def name_version(runtime: Runtime, name: str, label: object, by: history.Author) -> dict[str, Any]:
     if not isinstance(label, str):
         raise ValueError('"label" must be a string')
-    session = await runtime.session(name)
-    runtime.end_session(name)  # what was typed before gets its own version first
-    version_id, changes = history.name_version(session.document, label, by, runtime.wall())
-    runtime.perform(name, session.changed(changes))
+    await runtime.session(name)
+    version_id = runtime.name_version(name, label, by)  # what was typed before gets its own version first
     await runtime.durable()
     return _summary(runtime.history(name).find(version_id))
 
@@ -176,14 +174,10 @@ async def api_name_version(request: web.Request) -> web.Response:
 
 async def restore(runtime: Runtime, name: str, version_id: str, by: history.Author) -> dict[str, Any]:
     session = await runtime.session(name)
-    runtime.end_session(name)
-    doc = session.document
-    client = runtime.fresh_client_id(doc)
-    restored_id, changes = history.restore(doc, version_id, by, runtime.wall(), client)
-    runtime.perform(name, session.changed(changes))
+    restored_id = runtime.restore(name, version_id, by)
     await runtime.durable()
     body = _summary(runtime.history(name).find(restored_id))
-    body["text"] = doc.text
+    body["text"] = session.document.text
     return body
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from server import addresses
-from server.keys import NETWORK_KEY, PEERING, RUNTIME, SETTINGS
+from server.keys import NETWORK_KEY, RUNTIME, SETTINGS
 from server.pages import json_error, render
 
 # How often the Peers page refreshes its table (static/peers.js reads it from the page).
@@ -123,7 +123,7 @@ def _join(request: web.Request, text: object) -> str:
             "To join that network, run a peer with a new --data-dir and --join this invite"
         )
     runtime = request.app[RUNTIME]
-    request.app[PEERING].perform(runtime.gossip.join(address, runtime.now()))
+    runtime.perform(runtime.core.join(address, runtime.now()))
     return address
 
 

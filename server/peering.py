@@ -1,9 +1,11 @@
-"""Peer links: ``WS /peer`` for inbound links, a dialer for outbound ones, and
-the one timer that drives the replication node.
+"""Peer links: ``WS /peer`` for inbound links, and a dialer for outbound ones.
 
 Every link starts with the Noise handshake of ``crdt.secure`` (within
-HANDSHAKE_TIMEOUT); only then does the node hear of it, with the peer id the
-handshake authenticated, and from then on every frame is encrypted. A remote
+HANDSHAKE_TIMEOUT); only then does the engine hear of it, with the peer id
+the handshake authenticated, and from then on every frame is encrypted.
+What the engine answers goes through the runtime's one ``perform``, which
+calls back here only to send, dial and close (:class:`Peering` is its
+``Network``). A remote
 address whose links keep failing (handshake or protocol errors) is banned for
 a growing while (``crdt.limits.BanList``), and no address may hold more than
 CONNECTIONS_PER_ADDRESS links at once.
@@ -11,7 +13,7 @@ CONNECTIONS_PER_ADDRESS links at once.
 Each link has a bounded outbox drained by its writer task. Overflow policy:
 a link whose outbox passes OUTBOX_BYTES is closed with a reason; the node
 redials and anti-entropy repairs whatever the dropped frames carried. Frames
-from a link enter the core through exactly one call (``Node.receive``);
+from a link enter the core through exactly one call (``Engine.peer_frame``);
 whatever they hold, the worst outcome is that this link closes.
 """
 
@@ -26,7 +28,6 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from crdt import node as core
 from crdt import peerwire
 from crdt.errors import RemoteProtocolError
 from crdt.limits import CONNECTIONS_PER_ADDRESS, BanList
@@ -92,7 +93,6 @@ class Peering:
         self._per_address: dict[str, int] = {}
         self.links: dict[int, PeerLink] = {}
         self._next_link = 0
-        self._timer: asyncio.TimerHandle | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._client: aiohttp.ClientSession | None = None
         self._stopping = False
@@ -100,68 +100,50 @@ class Peering:
         self.wire_in = 0  # bytes received on peer links, WebSocket framing included
         self._wire_out_closed = 0  # bytes sent on links that have closed
         self._dial_errors: dict[str, str] = {}  # the last failure logged, per address
-        runtime.network = self.perform
+        self._stop_future: asyncio.Future[None] | None = None
+        runtime.network = self
 
     # -- life cycle --------------------------------------------------------
 
-    async def run(self, started: asyncio.Event, joins: list[str]) -> None:
-        """Owns every dial task; returns when :meth:`stop` is called."""
+    async def run(self, started: asyncio.Future[None], joins: list[str]) -> None:
+        """Owns every dial task; *started* is set once the joins are under
+        way. Returns when :meth:`stop` is called."""
         async with aiohttp.ClientSession() as client, asyncio.TaskGroup() as tasks:
             self._client = client
             self._tasks = tasks
-            node = self.runtime.gossip
+            engine = self.runtime.core
             now = self.runtime.now()
             for address in joins:
-                self.perform(node.join(address, now))
-            self.perform(node.tick(now))
-            started.set()
-            stop = asyncio.get_running_loop().create_future()
-            self._stop_future = stop
-            await stop
+                self.runtime.perform(engine.join(address, now))
+            self.runtime.perform(engine.tick(now))
+            self._stop_future = asyncio.get_running_loop().create_future()
+            started.set_result(None)
+            await self._stop_future
         self._tasks = None
 
     def stop(self) -> None:
         self._stopping = True
-        if self._timer is not None:
-            self._timer.cancel()
         for link in list(self.links.values()):
             link.close("peer shutting down")
-        fut = getattr(self, "_stop_future", None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        if self._stop_future is not None and not self._stop_future.done():
+            self._stop_future.set_result(None)
 
-    # -- effects -----------------------------------------------------------
+    # -- the runtime's network ---------------------------------------------
 
-    def perform(self, effects: list[core.Effect]) -> None:
-        for effect in self.runtime.perform_node(effects):
-            if isinstance(effect, core.SendPeer):
-                link = self.links.get(effect.link)
-                if link is not None:
-                    link.send(effect.data)
-            elif isinstance(effect, core.Dial):
-                if self._tasks is not None and not self._stopping:
-                    self._tasks.create_task(self._dial(effect.address))
-            elif isinstance(effect, core.CloseLink):
-                link = self.links.get(effect.link)
-                if link is not None:
-                    log.info("closing link to %s: %s", link.address, effect.reason)
-                    link.close(effect.reason)
-        self._arm()
+    def send(self, link_id: int, data: bytes) -> None:
+        link = self.links.get(link_id)
+        if link is not None:
+            link.send(data)
 
-    def _arm(self) -> None:
-        if self._stopping or self.runtime.node is None:
-            return
-        loop = asyncio.get_running_loop()
-        when = self.runtime.gossip.next_deadline(loop.time())
-        if self._timer is not None:
-            if self._timer.when() <= when:
-                return
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._fire)
+    def dial(self, address: str) -> None:
+        if self._tasks is not None and not self._stopping:
+            self._tasks.create_task(self._dial(address))
 
-    def _fire(self) -> None:
-        self._timer = None
-        self.perform(self.runtime.gossip.tick(self.runtime.now()))
+    def close(self, link_id: int, reason: str) -> None:
+        link = self.links.get(link_id)
+        if link is not None:
+            log.info("closing link to %s: %s", link.address, reason)
+            link.close(reason)
 
     # -- links -------------------------------------------------------------
 
@@ -188,7 +170,7 @@ class Peering:
             log.warning("cannot connect to %s: %s (retrying)", address, reason)
         else:
             log.debug("cannot connect to %s: %s", address, reason)
-        self.perform(self.runtime.gossip.dial_failed(address, self.runtime.now(), reason))
+        self.runtime.perform(self.runtime.core.dial_failed(address, self.runtime.now(), reason))
 
     @property
     def wire_out(self) -> int:
@@ -209,7 +191,7 @@ class Peering:
         link = PeerLink(self._next_link, address, SecureChannel(self.identity, initiator=outbound), masked=outbound)
         self.links[link.id] = link
         self._per_address[host] = self._per_address.get(host, 0) + 1
-        node = self.runtime.gossip
+        engine = self.runtime.core
         opened = False
         failure: str | None = "closed before the handshake"
         started = self.runtime.now()
@@ -222,9 +204,8 @@ class Peering:
                 opened = failure is None
                 if opened:
                     self._dial_errors.pop(address, None)
-                    self.perform(
-                        node.link_opened(link.id, outbound, address, self.runtime.now(), link.channel.remote_id)
-                    )
+                    now = self.runtime.now()
+                    self.runtime.perform(engine.link_opened(link.id, outbound, address, now, link.channel.remote_id))
                     await self._read(ws, link, host)
                 link.close(link.close_reason or "closed")
         finally:
@@ -236,9 +217,8 @@ class Peering:
             if opened:
                 if not link.refused and self.runtime.now() - started > GOOD_LINK_SECONDS:
                     self.bans.forgive(host)  # a long, clean link clears earlier strikes
-                self.runtime.link_closed(link.id)
                 if not self._stopping:
-                    self.perform(node.link_closed(link.id, self.runtime.now(), link.close_reason))
+                    self.runtime.perform(engine.link_closed(link.id, self.runtime.now(), link.close_reason))
             elif outbound:
                 self._dial_failed(address, failure or "closed")
 
@@ -277,7 +257,7 @@ class Peering:
         link.close(f"protocol error: {reason}")
 
     async def _read(self, ws: AnyWebSocket, link: PeerLink, host: str) -> None:
-        node = self.runtime.gossip
+        engine = self.runtime.core
         async for msg in ws:
             if link.close_reason is not None:
                 return
@@ -287,11 +267,11 @@ class Peering:
                 self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not link.masked)
                 _, message = link.channel.receive(msg.data)
                 assert message is not None
-                effects = node.receive(link.id, message, self.runtime.now())
+                effects = engine.peer_frame(link.id, message, self.runtime.now())
             except RemoteProtocolError as exc:
                 self._refuse(link, host, str(exc))
                 return
-            self.perform(effects)
+            self.runtime.perform(effects)
 
 
 REFUSED_FOR_NOW = "the peer refuses this address for a while (too many failed attempts, or too many links)"
@@ -329,8 +309,6 @@ def closed_in_handshake(reason: str | None) -> str:
 
 async def handle(request: web.Request) -> web.StreamResponse:
     """``WS /peer``: a link opened by another peer."""
-    from server.keys import PEERING
-
     peering = request.app[PEERING]
     host = request.remote or ""
     refusal = peering.admit(host)
@@ -341,3 +319,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     await peering.serve(ws, outbound=False, address=host, host=host)
     return ws
+
+
+PEERING = web.AppKey("peering", Peering)

@@ -1,11 +1,13 @@
-"""The peer's runtime: the documents in memory, the browser connections, the
-replication node, and the store thread. It performs the effects the core
-returns; ``server.peering`` moves the peer links' bytes.
+"""The peer's runtime: the shell around ``crdt.engine``. It loads the
+documents, performs the engine's effects (one ``perform``), arms its one
+timer, and keeps what only a shell can: the store thread, the catalog of
+documents, and each browser connection's outbox and acknowledgements.
 
-Every browser connection has a bounded outbox drained by its own writer task;
+Every browser connection has a bounded outbox drained by its own writer;
 when the outbox is full the connection is closed (the client resynchronises
 when it reconnects), so a slow browser cannot make the peer hold unbounded
-memory or stall the others.
+memory or stall the others. Peer links are the ``network``'s
+(``server.peering``).
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from pycrdt import merge_updates
-
-from crdt import history, ywire
-from crdt import node as core
-from crdt.document import Document, DocumentTooLarge
+from crdt import history as hist
+from crdt import ywire
+from crdt.document import Document
+from crdt.effects import CloseLink, Dial, PeersChanged, SendPeer
+from crdt.engine import Acknowledge, CloseBrowser, Created, Effect, Engine, SendBrowser
+from crdt.engine import Store as StoreChange
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
-from crdt.session import AwarenessOut, Changed, DocumentSession, Send, merge_update_frames
-from crdt.session import Effect as SessionEffect
+from crdt.node import Config, Node
+from crdt.session import DocumentSession, merge_update_frames
 from crdt.store import DocumentInfo, Store, Write
 from server.outbox import Outbox
 from server.storage import StoreThread
@@ -37,10 +41,6 @@ log = logging.getLogger(__name__)
 # Frames waiting to be written to one browser. A browser that falls this far
 # behind is disconnected; on reconnect it gets one sync instead of a backlog.
 OUTBOX_LIMIT = 4096
-# Frames from one browser handled as one batch at most (see Runtime.receive).
-INBOX_BATCH = 1024
-# How often remote cursors that were not renewed are swept away.
-AWARENESS_SWEEP_SECONDS = 5.0
 
 
 class DocumentExists(MeshpadError):
@@ -49,6 +49,14 @@ class DocumentExists(MeshpadError):
 
 class DocumentDamaged(StoreError):
     pass
+
+
+class Network(Protocol):
+    """Where the peer links' effects go (``server.peering.Peering``)."""
+
+    def send(self, link: int, data: bytes) -> None: ...
+    def dial(self, address: str) -> None: ...
+    def close(self, link: int, reason: str) -> None: ...
 
 
 def new_client_id() -> int:
@@ -62,11 +70,9 @@ class Connection:
     name: str
     wants_acks: bool
     outbox: Outbox = field(default_factory=lambda: Outbox(max_frames=OUTBOX_LIMIT, coalesce=merge_update_frames))
-    received: int = 0
     acked: int = 0
     # (frame count, ticket that must be durable before it is acknowledged)
     waiting: deque[tuple[int, int]] = field(default_factory=deque)
-    inbox: list[bytes] = field(default_factory=list)  # frames read, not yet handled
     remote: str = ""  # the browser's address, for the log
 
     def send(self, data: bytes) -> None:
@@ -87,35 +93,28 @@ class Runtime:
         peer_id: Callable[[], bytes],
         listen: str,
         clock: Callable[[], float] = time.time,
-        config: core.Config | None = None,
-        session_gap: float = history.SESSION_GAP,
+        config: Config | None = None,
+        session_gap: float = hist.SESSION_GAP,
+        save_peers: Callable[[list[tuple[str, str]]], None] = lambda peers: None,
     ) -> None:
         self._open_store = open_store
         self._peer_id = peer_id
         self._listen = listen
         self._clock = clock
         self._config = config
+        self._session_gap = session_gap
+        self._save_peers = save_peers
         self.store_thread: StoreThread | None = None
-        self.node: core.Node | None = None
-        self.sessions: dict[str, DocumentSession] = {}
+        self.engine: Engine | None = None
+        self.network: Network | None = None
         self.catalog: dict[str, DocumentInfo] = {}
         self.damaged: dict[str, str] = {}
         self.connections: dict[int, Connection] = {}
-        self._next_conn = 0
-        self._dirty: set[str] = set()
-        self._flush_scheduled = False
+        self._dirty: set[str] = set()  # documents whose stored length is stale
         self._acks_pending: set[Connection] = set()
-        self._to_push: dict[str, list[bytes]] = {}  # local changes not yet pushed, per document
-        self.frames_refused = 0
-        # Set by server.peering: performs the node's network effects.
-        self.network: Callable[[list[core.Effect]], None] = lambda effects: None
-        self._sweeper: asyncio.TimerHandle | None = None
-        # History: the editing session open on each document, and what each
-        # document's history derives (cached until the document changes).
-        self.session_gap = session_gap
-        self.recorders: dict[str, history.Recorder] = {}
-        self.histories: dict[str, history.History] = {}
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopping = False
 
     # -- life cycle --------------------------------------------------------
 
@@ -142,21 +141,24 @@ class Runtime:
                 log.error("%s", self.damaged[info.name])
                 continue
             documents[info.name] = doc
-        self.node = core.Node(
-            self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._config, documents
-        )
-        self.node.blocked.update(self.damaged)
-        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep_awareness)
+        self.engine = Engine(
+            self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._clock,
+            self._config, documents, self._session_gap,
+        )  # fmt: skip
+        self.engine.node.blocked.update(self.damaged)
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+        engine = self.core
+        now = self.now()
         for conn in list(self.connections.values()):
-            self._take_inbox(conn)
+            self._perform(engine.disconnect(conn.id, now))
             conn.close("peer shutting down")
-        for name in list(self.recorders):
-            self.end_session(name)  # what was typed gets its version before the peer goes
-        self._push()
+        for name in list(engine.recorders):
+            self._perform(engine.end_session(name, now))  # what was typed gets its version before the peer goes
+        self._perform(engine.flush(now))
         self._flush_lengths()
         if self.store_thread is not None:
             await self.store_thread.stop()
@@ -170,9 +172,25 @@ class Runtime:
         return self.store_thread
 
     @property
-    def gossip(self) -> core.Node:
-        assert self.node is not None, "runtime not started"
-        return self.node
+    def core(self) -> Engine:
+        assert self.engine is not None, "runtime not started"
+        return self.engine
+
+    @property
+    def gossip(self) -> Node:
+        return self.core.node
+
+    @property
+    def sessions(self) -> dict[str, DocumentSession]:
+        return self.core.sessions
+
+    @property
+    def peer_hex(self) -> str:
+        return self.core.peer_hex
+
+    @property
+    def frames_refused(self) -> int:
+        return self.core.frames_refused
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -180,6 +198,57 @@ class Runtime:
     def wall(self) -> float:
         """Seconds since the epoch (UTC): the times the history records."""
         return self._clock()
+
+    # -- the one perform, the one timer ------------------------------------------
+
+    def perform(self, effects: list[Effect]) -> None:
+        self._perform(effects)
+        self._arm()
+
+    def _perform(self, effects: list[Effect]) -> None:
+        network = self.network
+        for effect in effects:
+            if isinstance(effect, SendBrowser):
+                conn = self.connections.get(effect.conn)
+                if conn is not None:
+                    conn.send(effect.data)
+            elif isinstance(effect, SendPeer):
+                if network is not None:
+                    network.send(effect.link, effect.data)
+            elif isinstance(effect, StoreChange):
+                self._store(effect.name, effect.update)
+            elif isinstance(effect, Acknowledge):
+                self._acknowledge(effect.conn, effect.frames)
+            elif isinstance(effect, Created):
+                if effect.name not in self.catalog:
+                    self._register(effect.name)
+            elif isinstance(effect, CloseBrowser):
+                self._close_browser(effect)
+            elif isinstance(effect, Dial):
+                if network is not None and not self._stopping:
+                    network.dial(effect.address)
+            elif isinstance(effect, CloseLink):
+                if network is not None:
+                    network.close(effect.link, effect.reason)
+            elif isinstance(effect, PeersChanged):
+                self._save_peers(effect.peers)
+
+    def _arm(self) -> None:
+        if self._stopping or self.engine is None:
+            return
+        loop = asyncio.get_running_loop()
+        when = self.engine.next_deadline(loop.time())
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._perform(self.core.tick(self.now()))
+        self._flush_lengths()
+        self._arm()
 
     # -- documents ---------------------------------------------------------
 
@@ -195,14 +264,9 @@ class Runtime:
         """The session of *name*, creating the document if it is new."""
         validate_name(name)
         self.check_readable(name)
-        session = self.sessions.get(name)
-        if session is None:
-            new = name not in self.catalog
-            session = self.sessions[name] = DocumentSession(self.gossip.document(name))
-            if new:
-                self._register(name)
-                self.network(self.gossip.create(name))
-        return session
+        if name not in self.core.documents:
+            self.perform(self.core.create(name, self.now()))
+        return self.core.session(name)
 
     async def create(self, name: str, text: str = "") -> DocumentSession:
         validate_name(name)
@@ -211,12 +275,25 @@ class Runtime:
         session = await self.session(name)
         if text:
             # Text this peer brings in (an import) is attributed to the peer.
-            doc = session.document
-            client = self.fresh_client_id(doc)
-            changes = history.record_authors(doc, {client: history.Author("", "", self.peer_hex)})
-            changes += doc.edit_as(client, [(0, 0, text)], "local")
-            self.perform(name, session.changed(changes))
+            self.perform(self.core.author(name, [(0, 0, text)], hist.Author("", "", self.peer_hex), self.now()))
         return session
+
+    def name_version(self, name: str, label: str, by: hist.Author) -> str:
+        version_id, effects = self.core.name_version(name, label, by, self.now())
+        self.perform(effects)
+        return version_id
+
+    def restore(self, name: str, version_id: str, by: hist.Author) -> str:
+        restored, effects = self.core.restore(name, version_id, by, self.now())
+        self.perform(effects)
+        return restored
+
+    def history(self, name: str) -> hist.History:
+        return self.core.history(name)
+
+    @property
+    def recorders(self) -> dict[str, hist.Recorder]:
+        return self.core.recorders
 
     def _register(self, name: str) -> None:
         now = self._clock()
@@ -229,12 +306,12 @@ class Runtime:
         session, else the newest version; the time the change reached this
         peer only for a document without versions."""
         info = self.catalog[name]
-        doc = self.gossip.documents.get(name)
+        doc = self.core.documents.get(name)
         if doc is None:
             return info
         length = len(doc.text) if name in self._dirty else info.length
         changed = info.updated_at
-        recorder = self.recorders.get(name)
+        recorder = self.core.recorders.get(name)
         if recorder is not None and recorder.session is not None:
             changed = recorder.session.last
         else:
@@ -243,7 +320,7 @@ class Runtime:
                 changed = versions[0].at
         return DocumentInfo(name, length, info.created_at, changed)
 
-    def _changed(self, name: str, update: bytes) -> None:
+    def _store(self, name: str, update: bytes) -> None:
         if name not in self.catalog:
             self._register(name)
         now = self._clock()
@@ -251,145 +328,22 @@ class Runtime:
         info = self.catalog[name]
         self.catalog[name] = DocumentInfo(name, info.length, info.created_at, now)
         self._dirty.add(name)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_lengths)
 
-    # -- effects -------------------------------------------------------------
-
-    def perform(self, name: str, effects: list[SessionEffect]) -> None:
-        """Effects of a document session (browser side)."""
-        for effect in effects:
-            if isinstance(effect, Send):
-                conn = self.connections.get(effect.connection)
-                if conn is not None:
-                    conn.send(effect.data)
-            elif isinstance(effect, Changed):
-                self._changed(name, effect.update)
-                self._push_soon(name, effect.update)
-                if isinstance(effect.origin, int):  # typed in a browser of this peer
-                    self._note(name, effect.origin, effect.update)
-            elif isinstance(effect, AwarenessOut):
-                exclude = effect.via[1] if isinstance(effect.via, tuple) else None
-                self.network(self.gossip.local_awareness(name, effect.update, exclude=exclude))
-
-    def _push_soon(self, name: str, update: bytes) -> None:
-        """Push local changes once per loop iteration, those of one document
-        merged: fifty people typing into one document make one push per
-        round of the loop, not fifty."""
-        if not self._to_push:
-            asyncio.get_running_loop().call_soon(self._push)
-        self._to_push.setdefault(name, []).append(update)
-
-    def _push(self) -> None:
-        to_push, self._to_push = self._to_push, {}
-        for name, updates in to_push.items():
-            # In the order this replica applied them, so the merge is causal.
-            update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-            pushes = self.gossip.local_change(name, update, None, self.now())
-            if pushes:
-                self.network(pushes)
-
-    def perform_node(self, effects: list[core.Effect]) -> list[core.Effect]:
-        """Handle the node's document effects; return the network ones."""
-        network: list[core.Effect] = []
-        for effect in effects:
-            if isinstance(effect, core.DocChanged):
-                session = self.sessions.get(effect.name)
-                self._changed(effect.name, effect.update)
-                if session is not None:
-                    data = ywire.encode_sync_update(effect.update)
-                    for conn_id in sorted(session.connections):
-                        conn = self.connections.get(conn_id)
-                        if conn is not None:
-                            conn.send(data)
-            elif isinstance(effect, core.DocCreated):
-                if effect.name not in self.catalog:
-                    self._register(effect.name)
-            elif isinstance(effect, core.AwarenessIn):
-                session = self.sessions.get(effect.name)
-                if session is None:
-                    session = self.sessions[effect.name] = DocumentSession(self.gossip.document(effect.name))
-                try:
-                    out = session.receive_remote_awareness(effect.update, core.peer_origin(effect.link), self.now())
-                except MeshpadError as exc:
-                    network.append(core.CloseLink(effect.link, f"protocol error: {exc}"))
-                    continue
-                self.perform(effect.name, out)
-            elif isinstance(effect, core.PeersChanged):
-                self.save_peers(effect.peers)
-            else:
-                network.append(effect)
-        return network
-
-    def save_peers(self, peers: list[tuple[str, str]]) -> None:
-        """Overridden by the app: remember known peers in the data dir."""
-
-    def link_closed(self, link: int) -> None:
-        """Drop the cursors that came through a closed link, unless a shuffle
-        closed it: its peer is alive, and its cursors are renewed along the
-        other links (or expire by their timeout)."""
-        closed = self.gossip.links.get(link)
-        if closed is not None and closed.planned:
+    def _flush_lengths(self) -> None:
+        """Store the new length of changed documents (reading the text is
+        O(length), too dear to do per edit)."""
+        if not self._dirty:
             return
-        via = core.peer_origin(link)
-        for name, session in self.sessions.items():
-            self.perform(name, session.expire_remote(self.now(), via=via))
-
-    def _sweep_awareness(self) -> None:
-        now = self.now()
-        for name, session in self.sessions.items():
-            self.perform(name, session.expire_remote(now))
-        wall = self._clock()
-        for name in [n for n, r in self.recorders.items() if r.due(wall)]:
-            self.end_session(name)
-        self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep_awareness)
-
-    def _sweep_interval(self) -> float:
-        return min(AWARENESS_SWEEP_SECONDS, max(0.2, self.session_gap / 2))
-
-    # -- history -------------------------------------------------------------
-
-    @property
-    def peer_hex(self) -> str:
-        return self.gossip.peer_id.hex()
-
-    def history(self, name: str) -> history.History:
-        """The history of a document this peer holds."""
-        found = self.histories.get(name)
-        doc = self.gossip.documents[name]
-        if found is None or found.doc is not doc:
-            found = self.histories[name] = history.History(doc)
-        return found
-
-    def fresh_client_id(self, doc: Document) -> int:
-        known = doc.state_vector()
-        while True:
-            client = new_client_id()
-            if client not in known:
-                return client
-
-    def _note(self, name: str, conn_id: int, update: bytes) -> None:
-        session = self.sessions.get(name)
-        if session is None:
-            return
-        recorder = self.recorders.get(name)
-        if recorder is None:
-            recorder = self.recorders[name] = history.Recorder(self.peer_hex, gap=self.session_gap)
-        people = session.people_of(conn_id)
-        changes = recorder.note(session.document, update, people, self._clock())
-        if changes:
-            self.perform(name, session.changed(changes))
-
-    def end_session(self, name: str) -> None:
-        """Close the editing session open on *name*, writing its version."""
-        recorder = self.recorders.pop(name, None)
-        session = self.sessions.get(name)
-        if recorder is None or session is None:
-            return
-        changes = recorder.close(session.document, self._clock())
-        if changes:
-            self.perform(name, session.changed(changes))
+        now = self._clock()
+        for name in self._dirty:
+            doc = self.core.documents.get(name)
+            if doc is None:
+                continue
+            length = len(doc.text)
+            info = self.catalog[name]
+            self.catalog[name] = DocumentInfo(name, length, info.created_at, info.updated_at)
+            self.store.write(Write(name, length=length, at=now))
+        self._dirty.clear()
 
     async def durable(self) -> None:
         """Return once every write queued so far is on disk."""
@@ -400,69 +354,40 @@ class Runtime:
         self._durable_waiters.append((ticket, future))
         await future
 
-    def _flush_lengths(self) -> None:
-        """Once per loop iteration, store the new length of changed documents
-        (reading the text is O(length), too dear to do per edit)."""
-        self._flush_scheduled = False
-        now = self._clock()
-        for name in self._dirty:
-            doc = self.gossip.documents.get(name)
-            if doc is None:
-                continue
-            length = len(doc.text)
-            info = self.catalog[name]
-            self.catalog[name] = DocumentInfo(name, length, info.created_at, info.updated_at)
-            self.store.write(Write(name, length=length, at=now))
-        self._dirty.clear()
-
     # -- browser connections ---------------------------------------------------
 
     def attach(self, name: str, wants_acks: bool, remote: str = "") -> Connection:
-        self._next_conn += 1
-        conn = Connection(self._next_conn, name, wants_acks, remote=remote)
+        conn_id, effects = self.core.connect(name, self.now())
+        conn = Connection(conn_id, name, wants_acks, remote=remote)
         self.connections[conn.id] = conn
-        self.perform(name, self.sessions[name].connect(conn.id))
+        self.perform(effects)
         return conn
 
     def detach(self, conn: Connection) -> None:
-        self._take_inbox(conn)  # what was read before the connection closed still counts
+        effects = self.core.disconnect(conn.id, self.now())  # what was read before it closed still counts
         self.connections.pop(conn.id, None)
         self._acks_pending.discard(conn)
-        session = self.sessions.get(conn.name)
-        if session is not None:
-            self.perform(conn.name, session.disconnect(conn.id))
+        self.perform(effects)
 
     def receive(self, conn: Connection, frame: bytes) -> None:
-        """One frame from a browser. Frames that arrive together are handled
-        together, once the reader has taken all that is buffered: their
-        updates become one change (one store write, one push, one frame to
-        the other browsers) instead of one per keystroke. A frame that is
-        refused closes the connection; the frames before it still count."""
-        conn.inbox.append(frame)
-        if len(conn.inbox) == 1:
-            asyncio.get_running_loop().call_soon(self._take_inbox, conn)
-        elif len(conn.inbox) >= INBOX_BATCH:
-            self._take_inbox(conn)
+        """One frame from a browser (the engine takes the ones that came
+        together as one batch)."""
+        self.perform(self.core.frame(conn.id, frame, self.now()))
 
-    def _take_inbox(self, conn: Connection) -> None:
-        frames, conn.inbox = conn.inbox, []
-        if not frames or conn.id not in self.connections:
+    def _close_browser(self, effect: CloseBrowser) -> None:
+        conn = self.connections.get(effect.conn)
+        if conn is None:
             return
-        effects, error = self.sessions[conn.name].receive_many(conn.id, frames)
-        self.perform(conn.name, effects)
-        if error is not None:
-            self.frames_refused += 1
-            log.warning("closing browser connection to %r from %s: %s", conn.name, conn.remote, error)
-            if isinstance(error, DocumentTooLarge):
-                conn.close(str(error), ywire.CLOSE_TOO_LARGE)
-            else:
-                conn.close(f"protocol error: {error}")
+        log.warning("closing browser connection to %r from %s: %s", conn.name, conn.remote, effect.reason)
+        conn.close(effect.reason, effect.code)
+
+    def _acknowledge(self, conn_id: int, frames: int) -> None:
+        conn = self.connections.get(conn_id)
+        if conn is None or not conn.wants_acks:
             return
-        conn.received += len(frames)
-        if conn.wants_acks:
-            conn.waiting.append((conn.received, self.store.last_ticket))
-            self._acks_pending.add(conn)
-            self._send_acks(conn)
+        conn.waiting.append((frames, self.store.last_ticket))
+        self._acks_pending.add(conn)
+        self._send_acks(conn)
 
     def _on_durable(self, ticket: int) -> None:
         for conn in list(self._acks_pending):
@@ -477,11 +402,7 @@ class Runtime:
                     self._durable_waiters.append((wanted, future))
 
     def _send_acks(self, conn: Connection) -> None:
-        """Acknowledge frames whose writes are durable, unless an update of
-        this connection still waits for its causes (then it is not stored)."""
-        session = self.sessions.get(conn.name)
-        if session is None or session.document.pending_from(conn.id):
-            return
+        """Acknowledge frames whose writes are durable."""
         durable = self.store.durable_ticket
         top = 0
         while conn.waiting and conn.waiting[0][1] <= durable:

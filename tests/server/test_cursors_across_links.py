@@ -8,7 +8,6 @@ import pytest
 
 from crdt import peerwire as pw
 from crdt import ywire
-from crdt.node import AwarenessIn
 from server.keys import RUNTIME
 
 
@@ -16,15 +15,14 @@ from server.keys import RUNTIME
 async def test_cursors_of_a_closed_link(client, bye: str | None, kept: bool) -> None:
     runtime = client.app[RUNTIME]
     session = await runtime.session("notes")
-    node = runtime.gossip
+    engine = runtime.core
     now = runtime.now()
-    node.link_opened(900, False, "127.0.0.1", now)
-    node.receive(900, pw.encode(pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5)), now)
+    engine.link_opened(900, False, "127.0.0.1", now)
+    engine.peer_frame(900, pw.encode(pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5)), now)
     cursor = ywire.awareness_update([ywire.AwarenessEntry(77, 1, '{"user":{"name":"Ada"}}')])
-    runtime.perform_node([AwarenessIn("notes", cursor, 900)])
+    engine.peer_frame(900, pw.encode(pw.Awareness("notes", cursor)), now)
     assert session.awareness_count() == 1
     if bye is not None:
-        node.receive(900, pw.encode(pw.Bye(bye)), now)  # the other end shuffled the link out
-    runtime.link_closed(900)
-    node.link_closed(900, now)
+        engine.peer_frame(900, pw.encode(pw.Bye(bye)), now)  # the other end shuffled the link out
+    engine.link_closed(900, now)
     assert session.awareness_count() == (1 if kept else 0)

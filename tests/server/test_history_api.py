@@ -31,7 +31,9 @@ async def test_name_list_open_and_restore(client):
     # Change the text, then restore: the text is the version's again, as a new change.
     runtime = client.app[RUNTIME]
     session = await runtime.session("notes")
-    runtime.perform("notes", session.changed(session.document.edit("x", at=0, delete=5, insert="Une autre")))
+    by = history.Author("Cy", "", runtime.peer_hex)
+    runtime.perform(runtime.core.author("notes", [(0, 5, "Une autre")], by, runtime.now()))
+    assert session.document.text.startswith("Une autre")
     opened = await (await client.get(f"/api/docs/notes/versions/{named['id']}")).json()
     assert opened["text"] == "Première version ✓\n" and opened["id"] == named["id"] and ISO.fullmatch(opened["at"])
     resp = await client.post("/api/docs/notes/restore", json={"version": named["id"], "author": {"name": "Bob"}})

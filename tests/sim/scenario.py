@@ -46,8 +46,6 @@ def run_scenario(seed: int, n: int, *, faults: Faults | None = None, heal_time: 
             elif roll < 0.1 and net.named:
                 restored_doc, version, _, _ = rng.choice(net.named)
                 net.restore(i, restored_doc, version)
-            elif roll < 0.13:
-                net.attribute(i, doc)
             else:
                 net.edit(i, doc if rng.random() < 0.9 else f"made-by-{i}")
         t += 2.0
@@ -74,6 +72,13 @@ def check(net: SimNetwork) -> None:
             )
     assert net.active_graph_connected(), f"seed {net.seed}: active links do not connect every node"
     _check_history(net)
+    for peer in net.peers:
+        for name, browser in peer.browsers.items():
+            node = peer.node
+            assert node is not None and browser.conn is not None
+            assert str(browser.text) == node.documents[name].text, (
+                f"seed {net.seed}: node {peer.index}'s browser of {name} differs from its peer"
+            )
     for peer in net.peers:
         node = peer.node
         assert node is not None

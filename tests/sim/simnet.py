@@ -1,11 +1,17 @@
-"""A deterministic network of ``crdt.node.Node`` peers in one process.
+"""A deterministic network of whole peers (``crdt.engine.Engine``) in one
+process, each with a browser per document it edits.
 
 Virtual time, one seeded ``random.Random`` for everything: the network delays,
 drops, duplicates and reorders frames (HELLO, which opens every link, is
-never reordered), partitions and heals, and crash-restarts nodes, which come
+never reordered), partitions and heals, and crash-restarts peers, which come
 back from their store (a ``MemoryStore`` that loses writes younger than
 ``commit_lag``, like a group commit interrupted by a crash) with fresh client
-ids and the peers they remembered.
+ids and the peers they remembered. Edits are typed in the browsers (pycrdt
+replicas speaking the y-websocket protocol to their peer's engine), so the
+engine's glue runs as in a real peer: batching, fan-out to browsers,
+acknowledgements, cursors, editing sessions and versions. A browser keeps
+its text while its peer is down and sends what the peer lacks when it is
+back, as a real one does.
 """
 
 from __future__ import annotations
@@ -16,19 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdt import history
-from crdt.document import Document
-from crdt.node import (
-    AwarenessIn,
-    CloseLink,
-    Config,
-    Dial,
-    DocChanged,
-    DocCreated,
-    Node,
-    PeersChanged,
-    SendPeer,
-)
+from pycrdt import Doc, Text
+
+from crdt import history, ywire
+from crdt.document import Document, utf8_offset
+from crdt.effects import CloseLink, Dial, PeersChanged, SendPeer
+from crdt.engine import Created, Engine, SendBrowser, Store
+from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.yupdate import decode_state_vector, delete_set_of
 
@@ -42,20 +42,86 @@ class Faults:
     commit_lag: float = 0.010
 
 
+SESSION_GAP = 8.0  # editing sessions end (and become versions) within a run
+
+
+class SimBrowser:
+    """A browser's copy of one document (pycrdt, collecting deleted content
+    as Yjs does) and its connection to its peer."""
+
+    def __init__(self, name: str, client_id: int, person: str) -> None:
+        self.name = name
+        self.doc: Doc = Doc(client_id=client_id)
+        self.text = self.doc.get("content", type=Text)
+        self.person = person
+        self.conn: int | None = None
+        self.outgoing: list[bytes] = []
+        self._remote = False
+        self.doc.observe(self._on_update)
+
+    def _on_update(self, event: Any) -> None:
+        if not self._remote:
+            self.outgoing.append(ywire.encode_sync_update(bytes(event.update)))
+
+    def hello(self) -> list[bytes]:
+        """What a y-websocket client sends when it connects."""
+        state = f'{{"user":{{"name":"{self.person}","color":"#336699"}}}}'
+        entry = ywire.AwarenessEntry(self.doc.client_id, 1, state)
+        return [ywire.encode_sync_step1(self.doc.get_state()), ywire.encode_awareness([entry])]
+
+    def receive(self, frame: bytes) -> list[bytes]:
+        """A frame from the peer; returns the frames it answers with."""
+        message = ywire.decode_message(frame)
+        if isinstance(message, ywire.SyncStep1):
+            return [ywire.encode_sync_step2(self.doc.get_update(message.state_vector))]
+        if isinstance(message, (ywire.SyncStep2, ywire.SyncUpdate)):
+            self._remote = True
+            try:
+                self.doc.apply_update(message.update)
+            finally:
+                self._remote = False
+        return []
+
+    def edit(self, rng: random.Random) -> list[bytes]:
+        """A random insert or delete; returns the frames it sends."""
+        text = str(self.text)
+        if text and rng.random() < 0.3:
+            at = rng.randrange(len(text))
+            n = min(len(text) - at, rng.randint(1, 4))
+            del self.text[utf8_offset(text, at) : utf8_offset(text, at + n)]
+        else:
+            word = rng.choice(["a", "bc", "déf", "😀", "\n", "xyz "])
+            self.text.insert(utf8_offset(text, rng.randint(0, len(text))), word)
+        return self.take()
+
+    def append(self, text: str) -> list[bytes]:
+        self.text.insert(len(str(self.text).encode()), text)
+        return self.take()
+
+    def take(self) -> list[bytes]:
+        out, self.outgoing = self.outgoing, []
+        return out
+
+
 @dataclass
 class SimPeer:
     index: int
     address: str
     store: MemoryStore = field(default_factory=MemoryStore)
-    node: Node | None = None
+    engine: Engine | None = None
+    browsers: dict[str, SimBrowser] = field(default_factory=dict)
     peers_file: list[tuple[str, str]] = field(default_factory=list)
     unflushed: list[tuple[float, Write]] = field(default_factory=list)
     timer_at: float | None = None
     epoch: int = 0  # bumps on every restart: stale timers and frames are ignored
 
     @property
+    def node(self) -> Node | None:
+        return self.engine.node if self.engine is not None else None
+
+    @property
     def up(self) -> bool:
-        return self.node is not None
+        return self.engine is not None
 
 
 class SimNetwork:
@@ -102,82 +168,89 @@ class SimNetwork:
             doc = Document(info.name, self._client_id())
             doc.load(peer.store.load(info.name))
             docs[info.name] = doc
-        node = Node(
-            self._peer_ids[peer.index],
-            peer.address,
-            random.Random(self.rng.random()),
-            self._client_id,
-            self.config,
-            docs,
-        )
-        node.restore_peers(peer.peers_file)
-        peer.node = node
+        engine = Engine(
+            self._peer_ids[peer.index], peer.address, random.Random(self.rng.random()), self._client_id,
+            lambda: 1_700_000_000 + self.now, self.config, docs, session_gap=SESSION_GAP,
+        )  # fmt: skip
+        engine.node.restore_peers(peer.peers_file)
+        peer.engine = engine
         peer.epoch += 1
         peer.timer_at = None
+        for browser in peer.browsers.values():
+            self._connect(peer, browser)  # a browser reconnects by itself
         self._arm(peer)
 
     def _client_id(self) -> int:
         return self.rng.randrange(1, 2**32)
 
     def join(self, i: int, j: int) -> None:
-        self._perform(self.peers[i], self._node(i).join(self.peers[j].address, self.now))
+        self._perform(self.peers[i], self._engine(i).join(self.peers[j].address, self.now))
+
+    def _engine(self, i: int) -> Engine:
+        engine = self.peers[i].engine
+        assert engine is not None
+        return engine
 
     def _node(self, i: int) -> Node:
-        node = self.peers[i].node
-        assert node is not None
-        return node
+        return self._engine(i).node
+
+    # -- browsers ------------------------------------------------------------
+
+    def browser(self, i: int, name: str) -> SimBrowser:
+        """Node i's browser of *name*, opened (and connected) on first use."""
+        peer = self.peers[i]
+        browser = peer.browsers.get(name)
+        if browser is None:
+            browser = peer.browsers[name] = SimBrowser(name, self._client_id(), f"person-{i}")
+            if peer.engine is not None:
+                self._connect(peer, browser)
+                self.run_until(self.now)  # the sync with the peer, before the first keystroke
+        return browser
+
+    def _connect(self, peer: SimPeer, browser: SimBrowser) -> None:
+        engine = peer.engine
+        assert engine is not None
+        browser.conn, effects = engine.connect(browser.name, self.now)
+        self._perform(peer, effects)
+        self._typed(peer, browser, browser.hello() + browser.take())
+
+    def _typed(self, peer: SimPeer, browser: SimBrowser, frames: list[bytes]) -> None:
+        engine = peer.engine
+        if engine is None or browser.conn is None:
+            return  # the peer is down: the browser keeps the edit, and sends it on reconnecting
+        effects = []
+        for frame in frames:
+            effects += engine.frame(browser.conn, frame, self.now)
+        self._perform(peer, effects)
 
     def edit(self, i: int, name: str) -> None:
-        """A random insert or delete on node i's replica of *name*."""
-        node = self._node(i)
-        text = node.document(name).text
-        if text and self.rng.random() < 0.3:
-            at = self.rng.randrange(len(text))
-            effects = node.edit(name, self.now, at=at, delete=min(len(text) - at, self.rng.randint(1, 4)))
-        else:
-            word = self.rng.choice(["a", "bc", "déf", "😀", "\n", "xyz "])
-            effects = node.edit(name, self.now, at=self.rng.randint(0, len(text)), insert=word)
-        self._perform(self.peers[i], effects)
+        """A random insert or delete, typed in node i's browser of *name*."""
+        browser = self.browser(i, name)
+        self._typed(self.peers[i], browser, browser.edit(self.rng))
+
+    def author(self, i: int, name: str, text: str) -> None:
+        """Node i's browser appends *text* to *name* (creating it)."""
+        browser = self.browser(i, name)
+        self._typed(self.peers[i], browser, browser.append(text))
 
     def name_version(self, i: int, name: str, label: str) -> str:
-        """Node i names the current state of its replica of *name*."""
-        node = self._node(i)
-        doc = node.document(name)
+        """Node i names the current state of *name*."""
         by = history.Author(f"person-{i}", "#%06x" % (i * 40503 % 0xFFFFFF), self._peer_ids[i].hex())
-        version_id, changes = history.name_version(doc, label, by, at=self.now)
-        self._perform(self.peers[i], node.authored(name, changes, self.now))
+        self._node(i).document(name)
+        version_id, effects = self._engine(i).name_version(name, label, by, self.now)
+        self._perform(self.peers[i], effects)
         self.named.append((name, version_id, i, self.now))
         return version_id
 
     def restore(self, i: int, name: str, version_id: str) -> bool:
         """Node i restores a version of *name*, if it can open it."""
-        node = self._node(i)
-        doc = node.document(name)
-        h = history.History(doc)
-        try:
-            if not h.holds(h.find(version_id)):
-                return False
-        except history.VersionNotFound:
-            return False
         by = history.Author(f"person-{i}", "#000000", self._peer_ids[i].hex())
-        client = self._client_id()
-        while client in doc.state_vector():
-            client = self._client_id()
-        _, changes = history.restore(doc, version_id, by, self.now, client)
-        self._perform(self.peers[i], node.authored(name, changes, self.now))
+        try:
+            _, effects = self._engine(i).restore(name, version_id, by, self.now)
+        except (history.VersionNotFound, history.VersionNotHeld, KeyError):
+            return False
+        self._perform(self.peers[i], effects)
         return True
-
-    def attribute(self, i: int, name: str) -> None:
-        """Node i records who its own edits of *name* are by."""
-        node = self._node(i)
-        doc = node.document(name)
-        by = history.Author(f"person-{i}", "#123456", self._peer_ids[i].hex())
-        self._perform(self.peers[i], node.authored(name, history.record_authors(doc, {doc.client_id: by}), self.now))
-
-    def author(self, i: int, name: str, text: str) -> None:
-        """Node i appends *text* to its replica of *name* (creating it)."""
-        node = self._node(i)
-        self._perform(self.peers[i], node.edit(name, self.now, insert=text, at=len(node.document(name).text)))
 
     def crash(self, i: int) -> None:
         peer = self.peers[i]
@@ -188,7 +261,9 @@ class SimNetwork:
         lag = self.faults.commit_lag
         self.at_risk.update(v for (_, v, node, at) in self.named if node == i and self.now - at < lag)
         self._flush(peer, force=True)
-        peer.node = None
+        peer.engine = None
+        for browser in peer.browsers.values():
+            browser.conn = None
         peer.epoch += 1
         for link_id, (owner, other, other_link) in list(self.links.items()):
             if owner == i:
@@ -210,24 +285,28 @@ class SimNetwork:
     # -- effects -------------------------------------------------------------
 
     def _perform(self, peer: SimPeer, effects: list[Any]) -> None:
-        node = peer.node
-        if node is None:
+        if peer.engine is None:
             return
+        answers: list[tuple[SimBrowser, list[bytes]]] = []
         for e in effects:
             if isinstance(e, SendPeer):
                 self._send(peer.index, e.link, e.data)
-            elif isinstance(e, DocChanged):
+            elif isinstance(e, Store):
                 peer.unflushed.append((self.now, Write(e.name, e.update, at=self.now)))
-            elif isinstance(e, DocCreated):
+            elif isinstance(e, Created):
                 peer.unflushed.append((self.now, Write(e.name, at=self.now)))
+            elif isinstance(e, SendBrowser):
+                browser = next((b for b in peer.browsers.values() if b.conn == e.conn), None)
+                if browser is not None:
+                    answers.append((browser, browser.receive(e.data)))
             elif isinstance(e, Dial):
                 self._dial(peer.index, e.address)
             elif isinstance(e, CloseLink):
                 self._close(peer.index, e.link)
             elif isinstance(e, PeersChanged):
                 peer.peers_file = list(e.peers)
-            elif isinstance(e, AwarenessIn):
-                pass
+        for browser, frames in answers:
+            self._typed(peer, browser, frames)
         self._flush(peer)
         self._arm(peer)
 
@@ -243,20 +322,20 @@ class SimNetwork:
             self.at(self.now + self.faults.commit_lag, lambda: peer.epoch == epoch and self._flush(peer))
 
     def _arm(self, peer: SimPeer) -> None:
-        node = peer.node
-        if node is None:
+        engine = peer.engine
+        if engine is None:
             return
-        when = node.next_deadline(self.now)
+        when = engine.next_deadline(self.now)
         if peer.timer_at is not None and peer.timer_at <= when:
             return
         peer.timer_at = when
         epoch = peer.epoch
 
         def fire() -> None:
-            if peer.epoch != epoch or peer.timer_at != when or peer.node is None:
+            if peer.epoch != epoch or peer.timer_at != when or peer.engine is None:
                 return
             peer.timer_at = None
-            self._perform(peer, peer.node.tick(self.now))  # which arms the next timer
+            self._perform(peer, peer.engine.tick(self.now))  # which arms the next timer
 
         self.at(when, fire)
 
@@ -273,16 +352,16 @@ class SimNetwork:
 
         def connect() -> None:
             src, dst = self.peers[i], self.peers[j] if j is not None else None
-            if src.epoch != epoch_i or src.node is None:
+            if src.epoch != epoch_i or src.engine is None:
                 return
-            if dst is None or dst.node is None or not self._reachable(i, dst.index):
+            if dst is None or dst.engine is None or not self._reachable(i, dst.index):
                 # Refused at once when the host is there but nothing listens;
                 # a partition looks like a connect timeout.
-                wait = 0.0 if dst is None or dst.node is None else 3.0
+                wait = 0.0 if dst is None or dst.engine is None else 3.0
 
                 def fail() -> None:
-                    if src.epoch == epoch_i and src.node is not None:
-                        self._perform(src, src.node.dial_failed(address, self.now))
+                    if src.epoch == epoch_i and src.engine is not None:
+                        self._perform(src, src.engine.dial_failed(address, self.now))
 
                 self.at(self.now + wait, fail)
                 return
@@ -290,8 +369,9 @@ class SimNetwork:
             self._next_link += 2
             self.links[a] = (i, dst.index, b)
             self.links[b] = (dst.index, i, a)
-            self._perform(dst, dst.node.link_opened(b, False, f"n{i}", self.now))
-            self._perform(src, src.node.link_opened(a, True, address, self.now))
+            assert dst.engine is not None and src.engine is not None
+            self._perform(dst, dst.engine.link_opened(b, False, f"n{i}", self.now))
+            self._perform(src, src.engine.link_opened(a, True, address, self.now))
 
         self.at(self.now + delay, connect)
 
@@ -315,11 +395,12 @@ class SimNetwork:
 
     def _deliver(self, i: int, j: int, link: int, data: bytes, epoch: int) -> None:
         peer = self.peers[j]
-        if peer.epoch != epoch or peer.node is None or link not in self.links or not self._reachable(i, j):
+        if peer.epoch != epoch or peer.engine is None or link not in self.links or not self._reachable(i, j):
             return
         self.delivered += 1
+        assert peer.engine is not None
         try:
-            effects = peer.node.receive(link, data, self.now)
+            effects = peer.engine.peer_frame(link, data, self.now)
         except Exception as exc:  # any error here is a bug the test must see
             raise AssertionError(f"seed {self.seed}: node {j} failed on a frame from {i}: {exc!r}") from exc
         self._perform(peer, effects)
@@ -337,8 +418,8 @@ class SimNetwork:
     def _closed(self, i: int, link: int) -> None:
         peer = self.peers[i]
         self.links.pop(link, None)
-        if peer.node is not None:
-            self._perform(peer, peer.node.link_closed(link, self.now))
+        if peer.engine is not None:
+            self._perform(peer, peer.engine.link_closed(link, self.now))
 
     # -- invariants ----------------------------------------------------------
 

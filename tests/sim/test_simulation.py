@@ -57,7 +57,7 @@ def test_replay_is_deterministic():
 def test_the_check_sees_a_divergence():
     """The invariant is not vacuous: a replica changed behind the network's
     back is reported with its seed."""
-    net = run_scenario(11, 6, heal_time=5.0)
+    net = run_scenario(11, 6, heal_time=10.0)
     node = net.peers[3].node
     assert node is not None
     node.documents["alpha"].edit("tamper", insert="!")
@@ -67,7 +67,7 @@ def test_the_check_sees_a_divergence():
 
 def test_the_check_sees_a_lost_version():
     """History is checked too: a version named that no node lists fails the run."""
-    net = run_scenario(12, 6, heal_time=5.0)
+    net = run_scenario(12, 6, heal_time=10.0)
     assert net.named, "the scenario names versions"
     check(net)
     net.named.append(("alpha", "A" * 16, 0, net.now - 100))

@@ -1,0 +1,409 @@
+"""The whole peer, sans-IO: the replication node, every document's browser
+session and history, and the glue between them.
+
+The shell hands this object what comes in (frames from browsers and peers,
+links opening and closing, what people ask through the API) with the time,
+and performs the effects it returns; it arms one timer, for
+:meth:`Engine.next_deadline`. Everything that decides anything happens
+here, so the simulator (``tests/sim``) runs all of it.
+
+Rules kept here:
+
+1. Frames that arrive from one browser before the engine next runs are
+   handled together: each is checked on its own, consecutive updates become
+   one change (one store write, one push, one frame to the other browsers).
+   A refused frame closes that connection; the frames before it still count.
+2. Every change, whoever made it, goes one way: to the store, to the other
+   browsers of the document, and into the push batch. The batch is pushed
+   when the engine next runs, the changes of one document from one origin
+   merged into one update (in the order this replica applied them, so the
+   merge is causal).
+3. A browser is told its frames are processed (:class:`Acknowledge`) only
+   once none of its updates waits for its causes; the shell then says
+   "saved" when the store has them on disk.
+4. Cursors that came through a link are dropped when the link is lost,
+   unless a shuffle closed it (its peer is alive); every cursor not renewed
+   in time expires.
+5. What browsers of this peer type is grouped into editing sessions, which
+   become versions in the history (``crdt.history``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pycrdt import merge_updates
+
+from crdt import history, ywire
+from crdt.document import Change, Document, DocumentTooLarge
+from crdt.effects import AwarenessIn, DocChanged, DocCreated, LinkId, LinkLost
+from crdt.effects import Effect as NodeEffect
+from crdt.errors import MeshpadError, RemoteProtocolError
+from crdt.node import Config, Node
+from crdt.session import AwarenessOut, Changed, DocumentSession, Send
+from crdt.session import Effect as SessionEffect
+
+# Frames from one browser handled in one batch at most.
+INBOX_BATCH = 1024
+# How often cursors that were not renewed are swept away.
+AWARENESS_SWEEP_SECONDS = 5.0
+
+BrowserId = int
+
+
+@dataclass(frozen=True, slots=True)
+class SendBrowser:
+    conn: BrowserId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseBrowser:
+    conn: BrowserId
+    reason: str
+    code: int | None = None  # None: 1008 for a protocol error, else 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Write this change of *name* to the store."""
+
+    name: str
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """*name* is a new document: give it a row in the store."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledge:
+    """The first *frames* frames of a browser connection are integrated: once
+    what was written to the store before this effect is on disk, say so."""
+
+    conn: BrowserId
+    frames: int
+
+
+Effect = NodeEffect | SendBrowser | CloseBrowser | Store | Created | Acknowledge
+
+
+@dataclass(slots=True)
+class _Browser:
+    name: str
+    inbox: list[bytes] = field(default_factory=list)
+    received: int = 0  # frames handled
+
+
+class Engine:
+    def __init__(
+        self,
+        peer_id: bytes,
+        listen: str,
+        rng: random.Random,
+        new_client_id: Callable[[], int],
+        wall: Callable[[], float],
+        config: Config | None = None,
+        documents: dict[str, Document] | None = None,
+        session_gap: float = history.SESSION_GAP,
+    ) -> None:
+        self.node = Node(peer_id, listen, rng, new_client_id, config, documents, relay=False)
+        self.rng = rng
+        self.new_client_id = new_client_id
+        self.wall = wall  # seconds since the epoch, for the history
+        self.session_gap = session_gap
+        self.sessions: dict[str, DocumentSession] = {}
+        self.recorders: dict[str, history.Recorder] = {}
+        self.histories: dict[str, history.History] = {}
+        self.browsers: dict[BrowserId, _Browser] = {}
+        self._next_browser = 0
+        self._to_read: list[BrowserId] = []  # browsers with frames waiting (rule 1)
+        self._held: dict[str, set[BrowserId]] = {}  # (3) per document, browsers with updates waiting
+        self._to_push: dict[tuple[str, object], list[bytes]] = {}  # (document, origin) -> updates (rule 2)
+        self._next_sweep: float | None = None
+        self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
+        self._node_touched = True  # the node was called since _node_due was read
+        self.frames_refused = 0
+
+    @property
+    def peer_hex(self) -> str:
+        return self.node.peer_id.hex()
+
+    @property
+    def documents(self) -> dict[str, Document]:
+        return self.node.documents
+
+    def session(self, name: str) -> DocumentSession:
+        session = self.sessions.get(name)
+        if session is None:
+            session = self.sessions[name] = DocumentSession(self.node.document(name))
+        return session
+
+    # -- documents ---------------------------------------------------------------
+
+    def create(self, name: str, now: float) -> list[Effect]:
+        """A document made here: it spreads with a round on every link."""
+        self.session(name)
+        self._node_touched = True
+        return [Created(name), *self.node.create(name, now)]
+
+    def author(self, name: str, edits: list[tuple[int, int, str]], by: history.Author, now: float) -> list[Effect]:
+        """Text this peer puts in (an import): one change under a fresh
+        client id, recorded for *by*."""
+        session = self.session(name)
+        doc = session.document
+        client = self.fresh_client_id(doc)
+        changes = history.record_authors(doc, {client: by}) + doc.edit_as(client, edits, "local")
+        return self._session_effects(name, session.changed(changes), now)
+
+    def name_version(self, name: str, label: str, by: history.Author, now: float) -> tuple[str, list[Effect]]:
+        effects = self.end_session(name, now)
+        version_id, changes = history.name_version(self.session(name).document, label, by, self.wall())
+        return version_id, effects + self._session_effects(name, self.session(name).changed(changes), now)
+
+    def restore(self, name: str, version_id: str, by: history.Author, now: float) -> tuple[str, list[Effect]]:
+        """Raises VersionNotFound, VersionNotHeld."""
+        effects = self.end_session(name, now)
+        session = self.session(name)
+        doc = session.document
+        restored, changes = history.restore(doc, version_id, by, self.wall(), self.fresh_client_id(doc))
+        return restored, effects + self._session_effects(name, session.changed(changes), now)
+
+    def history(self, name: str) -> history.History:
+        found = self.histories.get(name)
+        doc = self.node.documents[name]
+        if found is None or found.doc is not doc:
+            found = self.histories[name] = history.History(doc)
+        return found
+
+    def fresh_client_id(self, doc: Document) -> int:
+        known = doc.state_vector()
+        while True:
+            client = self.new_client_id()
+            if client not in known:
+                return client
+
+    def end_session(self, name: str, now: float) -> list[Effect]:
+        """Close the editing session open on *name*: its version is written."""
+        recorder = self.recorders.pop(name, None)
+        if recorder is None:
+            return []
+        session = self.session(name)
+        return self._session_effects(name, session.changed(recorder.close(session.document, self.wall())), now)
+
+    # -- browsers ----------------------------------------------------------------
+
+    def connect(self, name: str, now: float) -> tuple[BrowserId, list[Effect]]:
+        """A browser opened *name* (made if new): its id and the first frames."""
+        effects = [] if name in self.node.documents else self.create(name, now)
+        self._next_browser += 1
+        conn = self._next_browser
+        self.browsers[conn] = _Browser(name)
+        return conn, effects + self._session_effects(name, self.session(name).connect(conn), now)
+
+    def frame(self, conn: BrowserId, data: bytes, now: float) -> list[Effect]:
+        """One frame from a browser: taken with the others that came with it
+        when the engine next runs (rule 1)."""
+        browser = self.browsers.get(conn)
+        if browser is None:
+            return []
+        browser.inbox.append(data)
+        if len(browser.inbox) == 1:
+            self._to_read.append(conn)
+        elif len(browser.inbox) >= INBOX_BATCH:
+            return self._read(conn, now)
+        return []
+
+    def disconnect(self, conn: BrowserId, now: float) -> list[Effect]:
+        effects = self._read(conn, now)  # what was read before it closed still counts
+        browser = self.browsers.pop(conn, None)
+        if browser is None:
+            return effects
+        self._held.get(browser.name, set()).discard(conn)
+        return effects + self._session_effects(browser.name, self.session(browser.name).disconnect(conn), now)
+
+    def _read(self, conn: BrowserId, now: float) -> list[Effect]:
+        browser = self.browsers.get(conn)
+        if browser is None or not browser.inbox:
+            return []
+        frames, browser.inbox = browser.inbox, []
+        session = self.session(browser.name)
+        found, error = session.receive_many(conn, frames)
+        effects = self._session_effects(browser.name, found, now)
+        if error is not None:
+            self.frames_refused += 1
+            if isinstance(error, DocumentTooLarge):
+                return [*effects, CloseBrowser(conn, str(error), ywire.CLOSE_TOO_LARGE)]
+            return [*effects, CloseBrowser(conn, f"protocol error: {error}")]
+        browser.received += len(frames)
+        if session.document.pending_from(conn):
+            self._held.setdefault(browser.name, set()).add(conn)
+        else:
+            self._held.get(browser.name, set()).discard(conn)
+            effects.append(Acknowledge(conn, browser.received))
+        return effects
+
+    def _release(self, name: str) -> list[Effect]:
+        """(3) Browsers whose held updates a change of *name* let in."""
+        held = self._held.get(name)
+        if not held:
+            return []
+        doc = self.node.documents[name]
+        effects: list[Effect] = []
+        for conn in sorted(held):
+            browser = self.browsers.get(conn)
+            if browser is None:
+                held.discard(conn)
+            elif not doc.pending_from(conn):
+                held.discard(conn)
+                effects.append(Acknowledge(conn, browser.received))
+        return effects
+
+    # -- peers -------------------------------------------------------------------
+
+    def link_opened(
+        self, link: LinkId, outbound: bool, address: str, now: float, remote_id: bytes | None = None
+    ) -> list[Effect]:
+        return self._node_effects(self.node.link_opened(link, outbound, address, now, remote_id), now)
+
+    def link_closed(self, link: LinkId, now: float, reason: str | None = None) -> list[Effect]:
+        return self._node_effects(self.node.link_closed(link, now, reason), now)
+
+    def peer_frame(self, link: LinkId, data: bytes, now: float) -> list[Effect]:
+        """One message from a link. Raises RemoteProtocolError (the shell then
+        closes the link)."""
+        return self._node_effects(self.node.receive(link, data, now), now)
+
+    def join(self, address: str, now: float) -> list[Effect]:
+        return self._node_effects(self.node.join(address, now), now)
+
+    def dial_failed(self, address: str, now: float, reason: str | None = None) -> list[Effect]:
+        return self._node_effects(self.node.dial_failed(address, now, reason), now)
+
+    # -- timers ------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        """Run what is due: the frames read (rule 1), the push batch (rule 2),
+        the node's timers, the cursor sweep, the sessions that ended."""
+        effects: list[Effect] = []
+        while self._to_read:
+            reading, self._to_read = self._to_read, []
+            for conn in reading:
+                effects += self._read(conn, now)
+        if now >= self._node_due:
+            effects += self._node_effects(self.node.tick(now), now)
+        if self._next_sweep is None:
+            self._next_sweep = now + AWARENESS_SWEEP_SECONDS
+        elif now >= self._next_sweep:
+            self._next_sweep = now + AWARENESS_SWEEP_SECONDS
+            for name, session in list(self.sessions.items()):
+                effects += self._session_effects(name, session.expire_remote(now), now)
+        wall = self.wall()
+        for name in [n for n, r in self.recorders.items() if r.due(wall)]:
+            effects += self.end_session(name, now)
+        return effects + self.flush(now)
+
+    def flush(self, now: float) -> list[Effect]:
+        """(2) Push what changed since the last flush."""
+        effects: list[Effect] = []
+        if self._to_push:
+            self._node_touched = True
+        while self._to_push:
+            to_push, self._to_push = self._to_push, {}
+            for (name, origin), updates in to_push.items():
+                update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+                effects += self.node.local_change(name, update, origin, now)
+        return effects
+
+    def next_deadline(self, now: float) -> float:
+        if self._to_read or self._to_push:
+            return now
+        if self._node_touched:
+            self._node_due = self.node.next_deadline(now)
+            self._node_touched = False
+        soonest = self._node_due
+        if self._next_sweep is not None:
+            soonest = min(soonest, max(now, self._next_sweep))
+        if self.recorders:
+            wall = self.wall()
+            for recorder in self.recorders.values():
+                deadline = recorder.deadline()
+                if deadline is not None:
+                    soonest = min(soonest, now + max(0.0, deadline - wall))
+        return soonest
+
+    # -- glue --------------------------------------------------------------------
+
+    def _node_effects(self, effects: list[NodeEffect], now: float) -> list[Effect]:
+        """The node's effects, with those about documents done here."""
+        self._node_touched = True  # the node was just called: its deadline may have moved
+        out: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, DocChanged):
+                out += self._changed(effect.name, Change(effect.update, effect.origin), now)
+            elif isinstance(effect, DocCreated):
+                self.session(effect.name)
+                out.append(Created(effect.name))
+            elif isinstance(effect, AwarenessIn):
+                session = self.session(effect.name)
+                try:
+                    found = session.receive_remote_awareness(effect.update, ("peer", effect.link), now)
+                except RemoteProtocolError as exc:
+                    out.append(self.node.table.close_id(effect.link, f"protocol error: {exc}"))
+                    continue
+                out += self._session_effects(effect.name, found, now)
+            elif isinstance(effect, LinkLost):
+                if not effect.planned:
+                    for name, session in list(self.sessions.items()):
+                        out += self._session_effects(name, session.expire_remote(now, via=("peer", effect.link)), now)
+            else:
+                out.append(effect)
+        return out
+
+    def _changed(self, name: str, change: Change, now: float) -> list[Effect]:
+        """(2) A change made elsewhere and integrated here."""
+        session = self.sessions.get(name)
+        if session is None:
+            self._queue_push(name, change.origin, change.update)
+            return [Store(name, change.update), *self._release(name)]
+        return self._session_effects(name, session.changed([change]), now)
+
+    def _queue_push(self, name: str, origin: object, update: bytes) -> None:
+        """(2) Changes from a peer link are not pushed back to it; every
+        other origin (browsers, this peer) is one: all of a document's local
+        changes make one push."""
+        key = origin if isinstance(origin, tuple) else "local"
+        self._to_push.setdefault((name, key), []).append(update)
+
+    def _session_effects(self, name: str, effects: list[SessionEffect], now: float) -> list[Effect]:
+        out: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, Send):
+                out.append(SendBrowser(effect.connection, effect.data))
+            elif isinstance(effect, Changed):
+                out.append(Store(name, effect.update))
+                self._queue_push(name, effect.origin, effect.update)
+                if isinstance(effect.origin, int):  # (5) typed in a browser of this peer
+                    out += self._note(name, effect.origin, effect.update, now)
+                out += self._release(name)
+            elif isinstance(effect, AwarenessOut):
+                exclude = effect.via[1] if isinstance(effect.via, tuple) else None
+                self._node_touched = True
+                out += self.node.local_awareness(name, effect.update, exclude, now)
+        return out
+
+    def _note(self, name: str, conn: BrowserId, update: bytes, now: float) -> list[Effect]:
+        recorder = self.recorders.get(name)
+        if recorder is None:
+            recorder = self.recorders[name] = history.Recorder(self.peer_hex, gap=self.session_gap)
+        session = self.session(name)
+        try:
+            changes = recorder.note(session.document, update, session.people_of(conn), self.wall())
+        except MeshpadError:
+            return []
+        return self._session_effects(name, session.changed(changes), now) if changes else []
