@@ -212,6 +212,9 @@ class Document:
     def pending_from(self, origin: Origin) -> bool:
         return any(p.origin == origin for p in self._pending)
 
+    def pending_count_from(self, origin: Origin) -> int:
+        return sum(1 for p in self._pending if p.origin == origin)
+
     # -- writing -----------------------------------------------------------
 
     def load(self, updates: Iterable[bytes]) -> None:

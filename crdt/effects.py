@@ -73,6 +73,19 @@ class PeersChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseLink:
+    """Stop reading from the link: its updates wait for causes that are on
+    their way on other links (backpressure, ``crdt.replicas``)."""
+
+    link: LinkId
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeLink:
+    link: LinkId
+
+
+@dataclass(frozen=True, slots=True)
 class LinkLost:
     """A ready link is gone: the cursors that came through it are gone too,
     unless a shuffle closed it (``planned``: its peer is alive and its cursors
@@ -82,7 +95,10 @@ class LinkLost:
     planned: bool
 
 
-Effect = SendPeer | Dial | CloseLink | DocChanged | DocCreated | AwarenessIn | PeersChanged | LinkLost
+Effect = (
+    SendPeer | Dial | CloseLink | DocChanged | DocCreated | AwarenessIn | PeersChanged
+    | LinkLost | PauseLink | ResumeLink
+)
 
 
 # -- events between components ---------------------------------------------------------

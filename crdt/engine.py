@@ -26,6 +26,10 @@ Rules kept here:
    in time expires.
 5. What browsers of this peer type is grouped into editing sessions, which
    become versions in the history (``crdt.history``).
+6. Backpressure instead of disconnects: a browser that runs ahead of the
+   causes of its updates is not read from until they arrive; if they do not
+   come in time, or its updates cannot wait, it is resynchronised in-band
+   (the y-websocket protocol lets the peer send sync step 1 at any time).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from pycrdt import merge_updates
 
 from crdt import history, ywire
-from crdt.document import Change, Document, DocumentTooLarge
+from crdt.document import BufferFull, Change, Document, DocumentTooLarge
 from crdt.effects import AwarenessIn, DocChanged, DocCreated, LinkId, LinkLost
 from crdt.effects import Effect as NodeEffect
 from crdt.errors import MeshpadError, RemoteProtocolError
@@ -47,10 +51,17 @@ from crdt.session import Effect as SessionEffect
 
 # Frames from one browser handled in one batch at most.
 INBOX_BATCH = 1024
+# Backpressure (rule 6): a browser with this many updates waiting for their
+# causes is not read from until they come (reading resumes below half of it);
+# one whose causes have not come after RESYNC_AFTER seconds is resynchronised
+# in-band (its waiting updates dropped, a sync step 1 sent), never closed.
+PAUSE_PENDING = 16
+RESYNC_AFTER = 3.0
 # How often cursors that were not renewed are swept away.
 AWARENESS_SWEEP_SECONDS = 5.0
 
 BrowserId = int
+_STEP2 = bytes([ywire.MESSAGE_SYNC, ywire.SYNC_STEP2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,18 @@ class CloseBrowser:
     conn: BrowserId
     reason: str
     code: int | None = None  # None: 1008 for a protocol error, else 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PauseBrowser:
+    """Stop reading from this browser (rule 6)."""
+
+    conn: BrowserId
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeBrowser:
+    conn: BrowserId
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +113,7 @@ class Acknowledge:
     frames: int
 
 
-Effect = NodeEffect | SendBrowser | CloseBrowser | Store | Created | Acknowledge
+Effect = NodeEffect | SendBrowser | CloseBrowser | PauseBrowser | ResumeBrowser | Store | Created | Acknowledge
 
 
 @dataclass(slots=True)
@@ -98,6 +121,9 @@ class _Browser:
     name: str
     inbox: list[bytes] = field(default_factory=list)
     received: int = 0  # frames handled
+    # (6) Resynchronised: some of its updates were dropped, so nothing is
+    # acknowledged until its answer (a sync step 2, which carries them) is in.
+    resyncing: bool = False
 
 
 class Engine:
@@ -124,6 +150,7 @@ class Engine:
         self._next_browser = 0
         self._to_read: list[BrowserId] = []  # browsers with frames waiting (rule 1)
         self._held: dict[str, set[BrowserId]] = {}  # (3) per document, browsers with updates waiting
+        self._paused: dict[BrowserId, float] = {}  # (6) browsers not read from, since when
         self._to_push: dict[tuple[str, object], list[bytes]] = {}  # (document, origin) -> updates (rule 2)
         self._next_sweep: float | None = None
         self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
@@ -225,6 +252,7 @@ class Engine:
         if browser is None:
             return effects
         self._held.get(browser.name, set()).discard(conn)
+        self._paused.pop(conn, None)
         return effects + self._session_effects(browser.name, self.session(browser.name).disconnect(conn), now)
 
     def _read(self, conn: BrowserId, now: float) -> list[Effect]:
@@ -235,17 +263,44 @@ class Engine:
         session = self.session(browser.name)
         found, error = session.receive_many(conn, frames)
         effects = self._session_effects(browser.name, found, now)
-        if error is not None:
+        browser.received += len(frames)
+        if browser.resyncing and error is None and any(f[:2] == _STEP2 for f in frames):
+            browser.resyncing = False
+        if isinstance(error, BufferFull):
+            # (6) Its updates cannot all wait: ask it for an exact diff
+            # instead of closing it.
+            effects += self._resync(conn, now)
+        elif error is not None:
             self.frames_refused += 1
+            browser.received -= len(frames)
             if isinstance(error, DocumentTooLarge):
                 return [*effects, CloseBrowser(conn, str(error), ywire.CLOSE_TOO_LARGE)]
             return [*effects, CloseBrowser(conn, f"protocol error: {error}")]
-        browser.received += len(frames)
-        if session.document.pending_from(conn):
+        waiting = session.document.pending_count_from(conn)
+        if waiting:
             self._held.setdefault(browser.name, set()).add(conn)
+            if waiting >= PAUSE_PENDING and conn not in self._paused:
+                self._paused[conn] = now
+                effects.append(PauseBrowser(conn))
         else:
             self._held.get(browser.name, set()).discard(conn)
-            effects.append(Acknowledge(conn, browser.received))
+            if not browser.resyncing:
+                effects.append(Acknowledge(conn, browser.received))
+        return effects
+
+    def _resync(self, conn: BrowserId, now: float) -> list[Effect]:
+        """(6) Drop what the browser has waiting and ask it for what this
+        replica lacks: its answer (sync step 2) carries every cause."""
+        browser = self.browsers.get(conn)
+        if browser is None:
+            return []
+        doc = self.session(browser.name).document
+        doc.drop_pending(conn)
+        browser.resyncing = True
+        self._held.get(browser.name, set()).discard(conn)
+        effects: list[Effect] = [SendBrowser(conn, ywire.encode_sync_step1(doc.encode_state_vector()))]
+        if self._paused.pop(conn, None) is not None:
+            effects.append(ResumeBrowser(conn))
         return effects
 
     def _release(self, name: str) -> list[Effect]:
@@ -259,9 +314,15 @@ class Engine:
             browser = self.browsers.get(conn)
             if browser is None:
                 held.discard(conn)
-            elif not doc.pending_from(conn):
+                continue
+            waiting = doc.pending_count_from(conn)
+            if conn in self._paused and waiting < PAUSE_PENDING // 2:
+                del self._paused[conn]
+                effects.append(ResumeBrowser(conn))
+            if not waiting:
                 held.discard(conn)
-                effects.append(Acknowledge(conn, browser.received))
+                if not browser.resyncing:
+                    effects.append(Acknowledge(conn, browser.received))
         return effects
 
     # -- peers -------------------------------------------------------------------
@@ -303,6 +364,8 @@ class Engine:
             self._next_sweep = now + AWARENESS_SWEEP_SECONDS
             for name, session in list(self.sessions.items()):
                 effects += self._session_effects(name, session.expire_remote(now), now)
+        for conn in [c for c, since in self._paused.items() if now - since >= RESYNC_AFTER]:
+            effects += self._resync(conn, now)
         wall = self.wall()
         for name in [n for n, r in self.recorders.items() if r.due(wall)]:
             effects += self.end_session(name, now)
@@ -329,6 +392,8 @@ class Engine:
         soonest = self._node_due
         if self._next_sweep is not None:
             soonest = min(soonest, max(now, self._next_sweep))
+        for since in self._paused.values():
+            soonest = min(soonest, since + RESYNC_AFTER)
         if self.recorders:
             wall = self.wall()
             for recorder in self.recorders.values():

@@ -16,6 +16,11 @@ Rules kept here:
    sent is valid: a refusal leaves nothing half made behind.
 3. A blocked document is never created anew from a peer's data: that would
    bury the damaged copy.
+4. Backpressure: a link with PAUSE_PENDING updates of one document waiting
+   for causes (which are on their way on other links) is not read from
+   until they come (reading resumes below half of it). If they have not come
+   after ``stuck_after``, its waiting updates are dropped and it is asked for
+   an exact diff: never closed.
 """
 
 from __future__ import annotations
@@ -27,11 +32,23 @@ from dataclasses import dataclass, field
 
 from crdt import peerwire as pw
 from crdt.document import BufferFull, Change, Document, Overlaps
-from crdt.effects import AwarenessIn, DocChanged, DocCreated, DocumentChanged, Effect, peer_origin
+from crdt.effects import (
+    AwarenessIn,
+    DocChanged,
+    DocCreated,
+    DocumentChanged,
+    Effect,
+    LinkId,
+    PauseLink,
+    ResumeLink,
+    peer_origin,
+)
 from crdt.errors import RemoteProtocolError
 from crdt.links import Link, Links
 from crdt.yupdate import parse_update
 from crdt.ywire import decode_awareness
+
+PAUSE_PENDING = 32
 
 
 @dataclass(slots=True)
@@ -56,6 +73,7 @@ class Replicas:
         self.documents = documents
         self.blocked: set[str] = set()
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
+        self._paused: dict[LinkId, tuple[str, float]] = {}  # (4) link -> (document, since when)
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
 
     def document(self, name: str) -> Document:
@@ -108,7 +126,21 @@ class Replicas:
         else:
             self._stuck.pop(name, None)
         applied.fresh = bool(applied.changes) or doc.pending_count() > waiting
+        if link.id not in self._paused and doc.pending_count_from(origin) >= PAUSE_PENDING:
+            self._paused[link.id] = (name, now)
+            applied.effects.append(PauseLink(link.id))
+        if applied.changes and self._paused:
+            applied.effects += self._resume(name, doc)
         return applied
+
+    def _resume(self, name: str, doc: Document) -> list[Effect]:
+        """(4) Links whose waiting updates a change let in."""
+        effects: list[Effect] = []
+        for link_id, (paused_on, _) in list(self._paused.items()):
+            if paused_on == name and doc.pending_count_from(peer_origin(link_id)) < PAUSE_PENDING // 2:
+                del self._paused[link_id]
+                effects.append(ResumeLink(link_id))
+        return effects
 
     def on_awareness(self, link: Link, msg: pw.Awareness, now: float) -> list[Effect]:
         decode_awareness(msg.update)  # refused here, at the boundary, if malformed
@@ -123,6 +155,7 @@ class Replicas:
 
     def on_gone(self, link: Link) -> None:
         """What the closed link left waiting is dropped (it would resend it)."""
+        self._paused.pop(link.id, None)
         origin = peer_origin(link.id)
         for name in list(self._stuck):
             doc = self.documents[name]
@@ -135,6 +168,18 @@ class Replicas:
     def tick(self, now: float) -> list[Effect]:
         ready = self.links.ready()
         effects: list[Effect] = []
+        for link_id, (name, since) in list(self._paused.items()):
+            if now - since < self.stuck_after:
+                continue
+            # (4) The causes did not come: drop what it sent early, ask it for an exact diff.
+            del self._paused[link_id]
+            effects.append(ResumeLink(link_id))
+            doc = self.documents.get(name)
+            link = self.links.get(link_id)
+            if doc is not None and link is not None and link.live:
+                doc.drop_pending(peer_origin(link_id))
+                step1 = pw.SyncStep1(name, doc.encode_state_vector(), False)
+                effects.append(self.links.send(link, pw.encode(step1), now))
         for name, since in list(self._stuck.items()):
             if now - since >= self.stuck_after and ready:
                 # (1) The causes never came: ask a link for everything we lack.
@@ -144,4 +189,5 @@ class Replicas:
         return effects
 
     def next_deadline(self) -> float:
-        return min((since + self.stuck_after for since in self._stuck.values()), default=float("inf"))
+        stuck = min((since + self.stuck_after for since in self._stuck.values()), default=float("inf"))
+        return min(stuck, min((since + self.stuck_after for _, since in self._paused.values()), default=float("inf")))

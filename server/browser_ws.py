@@ -55,7 +55,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Request) -> None:
     runtime = request.app[RUNTIME]
-    async for msg in ws:
+    while conn.close_reason is None:
+        await conn.readable.wait()  # cleared while the peer waits for the causes of this browser's updates
+        msg = await ws.receive()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            break
         if conn.close_reason is not None:
             break
         if msg.type == WSMsgType.BINARY:

@@ -65,6 +65,11 @@ class PeerLink:
     refused: bool = False  # closed for invalid data (a strike)
     masked: bool = False  # client-to-server frames carry a 4-byte mask
     wire_out: int = 0  # bytes on the wire, WebSocket framing included
+    # Cleared while the engine waits for the causes of this link's updates (backpressure).
+    readable: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.readable.set()
 
     def send(self, message: bytes) -> None:
         """Queue one peer-protocol message (encrypted now, so that nonces
@@ -144,6 +149,11 @@ class Peering:
         if link is not None:
             log.info("closing link to %s: %s", link.address, reason)
             link.close(reason)
+
+    def pause(self, link_id: int, paused: bool) -> None:
+        link = self.links.get(link_id)
+        if link is not None:
+            (link.readable.clear if paused else link.readable.set)()
 
     # -- links -------------------------------------------------------------
 
@@ -258,7 +268,11 @@ class Peering:
 
     async def _read(self, ws: AnyWebSocket, link: PeerLink, host: str) -> None:
         engine = self.runtime.core
-        async for msg in ws:
+        while link.close_reason is None:
+            await link.readable.wait()  # cleared while its updates wait for causes coming on other links
+            msg = await ws.receive()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
             if link.close_reason is not None:
                 return
             try:

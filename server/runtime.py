@@ -25,8 +25,8 @@ from typing import Protocol
 from crdt import history as hist
 from crdt import ywire
 from crdt.document import Document
-from crdt.effects import CloseLink, Dial, PeersChanged, SendPeer
-from crdt.engine import Acknowledge, CloseBrowser, Created, Effect, Engine, SendBrowser
+from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
+from crdt.engine import Acknowledge, CloseBrowser, Created, Effect, Engine, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.engine import Store as StoreChange
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
@@ -57,6 +57,7 @@ class Network(Protocol):
     def send(self, link: int, data: bytes) -> None: ...
     def dial(self, address: str) -> None: ...
     def close(self, link: int, reason: str) -> None: ...
+    def pause(self, link: int, paused: bool) -> None: ...
 
 
 def new_client_id() -> int:
@@ -74,6 +75,11 @@ class Connection:
     # (frame count, ticket that must be durable before it is acknowledged)
     waiting: deque[tuple[int, int]] = field(default_factory=deque)
     remote: str = ""  # the browser's address, for the log
+    # Cleared while the engine waits for the causes of its updates (backpressure).
+    readable: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.readable.set()
 
     def send(self, data: bytes) -> None:
         self.outbox.put(data)
@@ -232,6 +238,12 @@ class Runtime:
                     network.close(effect.link, effect.reason)
             elif isinstance(effect, PeersChanged):
                 self._save_peers(effect.peers)
+            elif isinstance(effect, (PauseBrowser, ResumeBrowser)):
+                conn = self.connections.get(effect.conn)
+                if conn is not None:
+                    (conn.readable.clear if isinstance(effect, PauseBrowser) else conn.readable.set)()
+            elif isinstance(effect, (PauseLink, ResumeLink)) and network is not None:
+                network.pause(effect.link, isinstance(effect, PauseLink))
 
     def _arm(self) -> None:
         if self._stopping or self.engine is None:

@@ -26,8 +26,8 @@ from pycrdt import Doc, Text
 
 from crdt import history, ywire
 from crdt.document import Document, utf8_offset
-from crdt.effects import CloseLink, Dial, PeersChanged, SendPeer
-from crdt.engine import Created, Engine, SendBrowser, Store
+from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
+from crdt.engine import Created, Engine, PauseBrowser, ResumeBrowser, SendBrowser, Store
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.yupdate import decode_state_vector, delete_set_of
@@ -56,6 +56,8 @@ class SimBrowser:
         self.person = person
         self.conn: int | None = None
         self.outgoing: list[bytes] = []
+        self.paused = False  # the peer does not read it (backpressure): what it sends waits
+        self.unread: list[bytes] = []
         self._remote = False
         self.doc.observe(self._on_update)
 
@@ -114,6 +116,8 @@ class SimPeer:
     unflushed: list[tuple[float, Write]] = field(default_factory=list)
     timer_at: float | None = None
     epoch: int = 0  # bumps on every restart: stale timers and frames are ignored
+    # Links the engine does not read (backpressure): their frames wait, in order.
+    paused: dict[int, list[bytes]] = field(default_factory=dict)
 
     @property
     def node(self) -> Node | None:
@@ -211,6 +215,7 @@ class SimNetwork:
         engine = peer.engine
         assert engine is not None
         browser.conn, effects = engine.connect(browser.name, self.now)
+        browser.paused, browser.unread = False, []
         self._perform(peer, effects)
         self._typed(peer, browser, browser.hello() + browser.take())
 
@@ -218,6 +223,9 @@ class SimNetwork:
         engine = peer.engine
         if engine is None or browser.conn is None:
             return  # the peer is down: the browser keeps the edit, and sends it on reconnecting
+        if browser.paused:
+            browser.unread += frames
+            return
         effects = []
         for frame in frames:
             effects += engine.frame(browser.conn, frame, self.now)
@@ -262,6 +270,7 @@ class SimNetwork:
         self.at_risk.update(v for (_, v, node, at) in self.named if node == i and self.now - at < lag)
         self._flush(peer, force=True)
         peer.engine = None
+        peer.paused.clear()
         for browser in peer.browsers.values():
             browser.conn = None
         peer.epoch += 1
@@ -288,6 +297,7 @@ class SimNetwork:
         if peer.engine is None:
             return
         answers: list[tuple[SimBrowser, list[bytes]]] = []
+        resumed: list[tuple[int, list[bytes]]] = []
         for e in effects:
             if isinstance(e, SendPeer):
                 self._send(peer.index, e.link, e.data)
@@ -305,8 +315,22 @@ class SimNetwork:
                 self._close(peer.index, e.link)
             elif isinstance(e, PeersChanged):
                 peer.peers_file = list(e.peers)
+            elif isinstance(e, (PauseBrowser, ResumeBrowser)):
+                browser = next((b for b in peer.browsers.values() if b.conn == e.conn), None)
+                if browser is not None:
+                    browser.paused = isinstance(e, PauseBrowser)
+                    if not browser.paused:
+                        answers.append((browser, browser.unread))
+                        browser.unread = []
+            elif isinstance(e, PauseLink):
+                peer.paused.setdefault(e.link, [])
+            elif isinstance(e, ResumeLink):
+                resumed.append((e.link, peer.paused.pop(e.link, [])))
         for browser, frames in answers:
             self._typed(peer, browser, frames)
+        for link, frames in resumed:  # read now, in the order they came
+            for data in frames:
+                self._read(peer, link, data)
         self._flush(peer)
         self._arm(peer)
 
@@ -398,11 +422,21 @@ class SimNetwork:
         if peer.epoch != epoch or peer.engine is None or link not in self.links or not self._reachable(i, j):
             return
         self.delivered += 1
-        assert peer.engine is not None
+        if link in peer.paused:
+            peer.paused[link].append(data)  # the engine is not reading this link
+            return
+        self._read(peer, link, data)
+
+    def _read(self, peer: SimPeer, link: int, data: bytes) -> None:
+        if peer.engine is None or link not in self.links:
+            return
+        if link in peer.paused:
+            peer.paused[link].append(data)
+            return
         try:
             effects = peer.engine.peer_frame(link, data, self.now)
         except Exception as exc:  # any error here is a bug the test must see
-            raise AssertionError(f"seed {self.seed}: node {j} failed on a frame from {i}: {exc!r}") from exc
+            raise AssertionError(f"seed {self.seed}: node {peer.index} failed on a frame: {exc!r}") from exc
         self._perform(peer, effects)
 
     def _close(self, i: int, link: int) -> None:
@@ -418,6 +452,7 @@ class SimNetwork:
     def _closed(self, i: int, link: int) -> None:
         peer = self.peers[i]
         self.links.pop(link, None)
+        peer.paused.pop(link, None)
         if peer.engine is not None:
             self._perform(peer, peer.engine.link_closed(link, self.now))
 
