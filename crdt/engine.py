@@ -91,10 +91,13 @@ class ResumeBrowser:
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """Write this change of *name* to the store."""
+    """Write this change of *name* to the store. A *relayed* change came
+    from another peer: no browser here waits for it to be saved, so the
+    shell may commit it later (anti-entropy restores it after a crash)."""
 
     name: str
     update: bytes
+    relayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +438,7 @@ class Engine:
         session = self.sessions.get(name)
         if session is None:
             self._queue_push(name, change.origin, change.update)
-            return [Store(name, change.update), *self._release(name)]
+            return [Store(name, change.update, _from_peer(change.origin)), *self._release(name)]
         return self._session_effects(name, session.changed([change]), now)
 
     def _queue_push(self, name: str, origin: object, update: bytes) -> None:
@@ -451,7 +454,7 @@ class Engine:
             if isinstance(effect, Send):
                 out.append(SendBrowser(effect.connection, effect.data))
             elif isinstance(effect, Changed):
-                out.append(Store(name, effect.update))
+                out.append(Store(name, effect.update, _from_peer(effect.origin)))
                 self._queue_push(name, effect.origin, effect.update)
                 if isinstance(effect.origin, int):  # (5) typed in a browser of this peer
                     out += self._note(name, effect.origin, effect.update, now)
@@ -472,3 +475,7 @@ class Engine:
         except MeshpadError:
             return []
         return self._session_effects(name, session.changed(changes), now) if changes else []
+
+
+def _from_peer(origin: object) -> bool:
+    return isinstance(origin, tuple) and origin[:1] == ("peer",)

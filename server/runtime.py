@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 OUTBOX_LIMIT = 4096
 
 
+# Seconds between two refreshes of the stored lengths of changed documents.
+LENGTHS_EVERY = 1.0
+
+
 class DocumentExists(MeshpadError):
     pass
 
@@ -117,6 +121,7 @@ class Runtime:
         self.damaged: dict[str, str] = {}
         self.connections: dict[int, Connection] = {}
         self._dirty: set[str] = set()  # documents whose stored length is stale
+        self._lengths_due = 0.0  # loop time when the next stale lengths are stored
         self._acks_pending: set[Connection] = set()
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -147,6 +152,9 @@ class Runtime:
                 log.error("%s", self.damaged[info.name])
                 continue
             documents[info.name] = doc
+            length = len(doc.text)  # the stored length rides with later commits: a crash can leave it stale
+            if length != info.length:
+                self.catalog[info.name] = DocumentInfo(info.name, length, info.created_at, info.updated_at)
         self.engine = Engine(
             self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._clock,
             self._config, documents, self._session_gap,
@@ -222,7 +230,7 @@ class Runtime:
                 if network is not None:
                     network.send(effect.link, effect.data)
             elif isinstance(effect, StoreChange):
-                self._store(effect.name, effect.update)
+                self._store(effect.name, effect.update, urgent=not effect.relayed)
             elif isinstance(effect, Acknowledge):
                 self._acknowledge(effect.conn, effect.frames)
             elif isinstance(effect, Created):
@@ -250,6 +258,8 @@ class Runtime:
             return
         loop = asyncio.get_running_loop()
         when = self.engine.next_deadline(loop.time())
+        if self._dirty:
+            when = min(when, self._lengths_due)
         if self._timer is not None:
             if self._timer.when() <= when:
                 return
@@ -258,8 +268,10 @@ class Runtime:
 
     def _fire(self) -> None:
         self._timer = None
-        self._perform(self.core.tick(self.now()))
-        self._flush_lengths()
+        now = self.now()
+        self._perform(self.core.tick(now))
+        if now >= self._lengths_due:
+            self._flush_lengths()
         self._arm()
 
     # -- documents ---------------------------------------------------------
@@ -332,20 +344,23 @@ class Runtime:
                 changed = versions[0].at
         return DocumentInfo(name, length, info.created_at, changed)
 
-    def _store(self, name: str, update: bytes) -> None:
+    def _store(self, name: str, update: bytes, urgent: bool) -> None:
         if name not in self.catalog:
             self._register(name)
         now = self._clock()
-        self.store.write(Write(name, update, at=now))
+        self.store.write(Write(name, update, at=now), urgent)
         info = self.catalog[name]
         self.catalog[name] = DocumentInfo(name, info.length, info.created_at, now)
         self._dirty.add(name)
 
     def _flush_lengths(self) -> None:
-        """Store the new length of changed documents (reading the text is
-        O(length), too dear to do per edit)."""
+        """Store the new length of changed documents, at most every
+        LENGTHS_EVERY seconds (reading the text is O(length), too dear to do
+        per edit; the documents list reads it live meanwhile)."""
         if not self._dirty:
             return
+        if self.engine is not None and not self._stopping:
+            self._lengths_due = self.now() + LENGTHS_EVERY
         now = self._clock()
         for name in self._dirty:
             doc = self.core.documents.get(name)
@@ -354,7 +369,7 @@ class Runtime:
             length = len(doc.text)
             info = self.catalog[name]
             self.catalog[name] = DocumentInfo(name, length, info.created_at, info.updated_at)
-            self.store.write(Write(name, length=length, at=now))
+            self.store.write(Write(name, length=length, at=now), urgent=False)  # rides with the next commit
         self._dirty.clear()
 
     async def durable(self) -> None:
@@ -362,6 +377,7 @@ class Runtime:
         ticket = self.store.last_ticket
         if self.store.durable_ticket >= ticket:
             return
+        self.store.expedite()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._durable_waiters.append((ticket, future))
         await future
@@ -398,6 +414,7 @@ class Runtime:
         if conn is None or not conn.wants_acks:
             return
         conn.waiting.append((frames, self.store.last_ticket))
+        self.store.expedite()  # the ticket may be a relayed write's: it must not wait
         self._acks_pending.add(conn)
         self._send_acks(conn)
 

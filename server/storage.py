@@ -7,6 +7,15 @@ busy peer pays one fsync per batch, not per edit, and an idle one commits a
 lone edit at once. Each write gets a *ticket* (1, 2, 3, …); after a commit
 the loop is told the highest durable ticket, which is what "saved" means.
 
+A change that only passed through this peer (it came from another peer
+and no browser of this peer is waiting for it to be saved) is written
+*relayed*: it waits up to RELAYED_COMMIT_DELAY for a commit of its own
+making, and goes along with the next urgent write or call before that. A
+crash can lose such writes, never an urgent one, and never a write without
+the writes before it (the store receives them in order): the peer restarts
+with a state its peers' anti-entropy completes, since every relayed change
+is on disk where it was made (``docs/durability.md``).
+
 The queue is unbounded on purpose: it holds edits the peer has already applied
 and promised to keep; refusing them would lose them. Its length is reported in
 ``/healthz`` so a store that cannot keep up is visible.
@@ -29,6 +38,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP = object()
+# Longest a relayed write waits for a commit (seconds), and most relayed
+# writes held before they are handed over anyway.
+RELAYED_COMMIT_DELAY = 0.5
+RELAYED_HELD_MAX = 4096
 
 
 class StoreThread:
@@ -40,28 +53,46 @@ class StoreThread:
         self._thread = threading.Thread(target=self._run, name="meshpad-store", daemon=True)
         self.last_ticket = 0  # last ticket handed out (event-loop side)
         self.durable_ticket = 0  # last ticket known durable (event-loop side)
-        self._held: list[tuple[int, Write]] = []  # written this loop iteration, not handed over yet
+        self._held: list[tuple[int, Write]] = []  # not handed over yet, in ticket order
+        self._urgent_held = False  # an urgent write is among them (hand-over this iteration)
+        self._relayed_timer: asyncio.TimerHandle | None = None
         self.failed: BaseException | None = None
         self.batches = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    def write(self, w: Write) -> int:
+    def write(self, w: Write, urgent: bool = True) -> int:
         """Queue a write; return its ticket. Called on the event loop.
 
-        The writes of one loop iteration go to the thread together, once the
-        frames that iteration queued have been sent (two hops of
-        ``call_soon``): one wake-up of the thread per iteration rather than
-        per write, and none between receiving an update and passing it on.
+        The urgent writes of one loop iteration go to the thread together,
+        with every relayed write before them, once the frames that iteration
+        queued have been sent (two hops of ``call_soon``): one wake-up of the
+        thread per iteration rather than per write, and none between
+        receiving an update and passing it on. Relayed writes alone wait up
+        to RELAYED_COMMIT_DELAY.
         """
         self.last_ticket += 1
-        if not self._held:
-            self._loop.call_soon(self._loop.call_soon, self._hand_over)
         self._held.append((self.last_ticket, w))
+        if urgent:
+            self.expedite()
+        elif len(self._held) >= RELAYED_HELD_MAX:
+            self._hand_over()
+        elif self._relayed_timer is None and not self._urgent_held:
+            self._relayed_timer = self._loop.call_later(RELAYED_COMMIT_DELAY, self._hand_over)
         return self.last_ticket
 
+    def expedite(self) -> None:
+        """Commit what is held without waiting: in this loop iteration."""
+        if self._held and not self._urgent_held:
+            self._urgent_held = True
+            self._loop.call_soon(self._loop.call_soon, self._hand_over)
+
     def _hand_over(self) -> None:
+        self._urgent_held = False
+        if self._relayed_timer is not None:
+            self._relayed_timer.cancel()
+            self._relayed_timer = None
         if self._held:
             held, self._held = self._held, []
             self._queue.put(held)

@@ -124,6 +124,15 @@ class Peer:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return int(resp.status)
 
+    def wait_durable(self, timeout: float = 10.0) -> None:
+        """Until every write the peer has queued is committed (a change it
+        only relayed may wait up to ``RELAYED_COMMIT_DELAY`` for that)."""
+        deadline = time.monotonic() + timeout
+        while self.get("/healthz")["store_backlog"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"store backlog not committed after {timeout}s")
+            time.sleep(0.02)
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"

@@ -31,6 +31,7 @@ from crdt.engine import Created, Engine, PauseBrowser, ResumeBrowser, SendBrowse
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.yupdate import decode_state_vector, delete_set_of
+from server.storage import RELAYED_COMMIT_DELAY
 
 
 @dataclass
@@ -113,7 +114,11 @@ class SimPeer:
     engine: Engine | None = None
     browsers: dict[str, SimBrowser] = field(default_factory=dict)
     peers_file: list[tuple[str, str]] = field(default_factory=list)
+    # Writes not committed yet, each with the time it is handed to the store
+    # (what server.storage does: at once if urgent, with every write held
+    # before it; a relayed one when the relayed timer runs out).
     unflushed: list[tuple[float, Write]] = field(default_factory=list)
+    relayed_due: float | None = None
     timer_at: float | None = None
     epoch: int = 0  # bumps on every restart: stale timers and frames are ignored
     # Links the engine does not read (backpressure): their frames wait, in order.
@@ -270,6 +275,7 @@ class SimNetwork:
         self.at_risk.update(v for (_, v, node, at) in self.named if node == i and self.now - at < lag)
         self._flush(peer, force=True)
         peer.engine = None
+        peer.relayed_due = None
         peer.paused.clear()
         for browser in peer.browsers.values():
             browser.conn = None
@@ -302,9 +308,9 @@ class SimNetwork:
             if isinstance(e, SendPeer):
                 self._send(peer.index, e.link, e.data)
             elif isinstance(e, Store):
-                peer.unflushed.append((self.now, Write(e.name, e.update, at=self.now)))
+                self._write(peer, Write(e.name, e.update, at=self.now), urgent=not e.relayed)
             elif isinstance(e, Created):
-                peer.unflushed.append((self.now, Write(e.name, at=self.now)))
+                self._write(peer, Write(e.name, at=self.now), urgent=True)
             elif isinstance(e, SendBrowser):
                 browser = next((b for b in peer.browsers.values() if b.conn == e.conn), None)
                 if browser is not None:
@@ -334,6 +340,18 @@ class SimNetwork:
         self._flush(peer)
         self._arm(peer)
 
+    def _write(self, peer: SimPeer, write: Write, urgent: bool) -> None:
+        if peer.relayed_due is not None and self.now >= peer.relayed_due:
+            peer.relayed_due = None  # the relayed timer ran: what it held is handed over
+        if urgent:
+            peer.unflushed = [(min(t, self.now), w) for t, w in peer.unflushed]
+            peer.relayed_due = None
+            peer.unflushed.append((self.now, write))
+        else:
+            if peer.relayed_due is None:
+                peer.relayed_due = self.now + RELAYED_COMMIT_DELAY
+            peer.unflushed.append((peer.relayed_due, write))
+
     def _flush(self, peer: SimPeer, force: bool = False) -> None:
         due = [w for t, w in peer.unflushed if force or self.now - t >= self.faults.commit_lag]
         if due:
@@ -343,7 +361,8 @@ class SimNetwork:
             ]
         if peer.unflushed:
             epoch = peer.epoch
-            self.at(self.now + self.faults.commit_lag, lambda: peer.epoch == epoch and self._flush(peer))
+            when = max(self.now, min(t for t, _ in peer.unflushed)) + self.faults.commit_lag
+            self.at(when, lambda: peer.epoch == epoch and self._flush(peer))
 
     def _arm(self, peer: SimPeer) -> None:
         engine = peer.engine

@@ -1,5 +1,6 @@
 """The store thread: writes of one loop iteration are handed over and
-committed together, calls see every earlier write, and the thread does not
+committed together, relayed writes wait for the relayed timer or the next
+urgent write, calls see every earlier write, and the thread does not
 preempt the event loop when woken."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from crdt.store import MemoryStore, Store, Write
+from server import storage
 from server.storage import StoreThread
 
 
@@ -84,3 +86,58 @@ async def test_the_store_thread_runs_under_sched_batch() -> None:
     assert policy == os.SCHED_BATCH
     assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the event loop's thread is untouched
     await thread.stop()
+
+
+async def test_relayed_writes_wait_for_the_relayed_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change that only passed through is not a commit of its own: it is
+    handed over when the relayed timer runs out, not in the next iteration."""
+    monkeypatch.setattr(storage, "RELAYED_COMMIT_DELAY", 0.2)
+    loop = asyncio.get_running_loop()
+    store = CountingStore()
+    thread, durable = await started(store)
+    start = loop.time()
+    thread.write(Write("relayed", b"\x00\x00", at=1.0), urgent=False)
+    thread.write(Write("relayed", b"\x00\x00", at=1.0), urgent=False)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert thread._queue.qsize() == 0 and thread.backlog() == 2
+    await wait_durable(thread, 2)
+    assert loop.time() - start >= 0.2
+    assert store.batches == [["relayed", "relayed"]] and durable == [2]
+    await thread.stop()
+
+
+async def test_an_urgent_write_takes_the_relayed_writes_before_it_along() -> None:
+    """In ticket order, in one commit: a local edit on top of a relayed
+    one is never on disk without it."""
+    store = CountingStore()
+    thread, durable = await started(store)
+    thread.write(Write("relayed", b"\x00\x00", at=1.0), urgent=False)
+    await asyncio.sleep(0.01)  # a later iteration
+    assert thread.backlog() == 1
+    thread.write(Write("local", b"\x00\x00", at=1.0))
+    thread.write(Write("relayed-after", b"\x00\x00", at=1.0), urgent=False)  # same iteration: goes too
+    await wait_durable(thread, 3)
+    assert store.batches == [["relayed", "local", "relayed-after"]] and durable == [3]
+    assert thread._relayed_timer is None
+    await thread.stop()
+
+
+async def test_expedite_and_stop_commit_what_is_held() -> None:
+    store = CountingStore()
+    thread, _ = await started(store)
+    thread.write(Write("relayed", b"\x00\x00", at=1.0), urgent=False)
+    thread.expedite()
+    await wait_durable(thread, 1)
+    thread.write(Write("held", b"\x00\x00", at=1.0), urgent=False)
+    await thread.stop()
+    assert store.batches == [["relayed"], ["held"]]
+
+
+async def test_many_relayed_writes_are_handed_over_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "RELAYED_HELD_MAX", 10)
+    thread = StoreThread(MemoryStore(), asyncio.get_running_loop(), lambda ticket: None)  # not started
+    for _ in range(10):
+        thread.write(Write("relayed", b"\x00\x00", at=1.0), urgent=False)
+    assert thread._queue.qsize() == 1 and not thread._held
+    assert thread._relayed_timer is None

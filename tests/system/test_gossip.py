@@ -135,6 +135,7 @@ async def test_offline_edits_merge_with_inserts_and_deletes(cluster, tmp_path):
     base = "".join(f"[{i:02d}]" for i in range(30))
     assert post(a, "/api/docs", {"name": "merge", "text": base}) == 201
     await converge([a, b], "merge", expect=base)
+    b.wait_durable()  # b only relayed the text: it commits it within RELAYED_COMMIT_DELAY
     # The link goes away: both are stopped, forget each other, restart alone.
     for peer in (a, b):
         peer.kill()
