@@ -17,7 +17,9 @@ Rules kept here:
    browsers of the document, and into the push batch. The batch is pushed
    when the engine next runs, the changes of one document from one origin
    merged into one update (in the order this replica applied them, so the
-   merge is causal).
+   merge is causal). Changes from peers reach the browsers the same way:
+   all those of one turn as one frame per browser, sent before anything
+   sent at once afterwards.
 3. A browser is told its frames are processed (:class:`Acknowledge`) only
    once none of its updates waits for its causes; the shell then says
    "saved" when the store has them on disk.
@@ -155,6 +157,7 @@ class Engine:
         self._held: dict[str, set[BrowserId]] = {}  # (3) per document, browsers with updates waiting
         self._paused: dict[BrowserId, float] = {}  # (6) browsers not read from, since when
         self._to_push: dict[tuple[str, object], list[bytes]] = {}  # (document, origin) -> updates (rule 2)
+        self._holding: set[str] = set()  # documents whose sessions hold changes from peers (rule 2)
         self._next_sweep: float | None = None
         self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
         self._node_touched = True  # the node was called since _node_due was read
@@ -375,8 +378,14 @@ class Engine:
         return effects + self.flush(now)
 
     def flush(self, now: float) -> list[Effect]:
-        """(2) Push what changed since the last flush."""
+        """(2) Send the changes from peers to the browsers, and push what
+        changed, since the last flush."""
         effects: list[Effect] = []
+        while self._holding:
+            name = self._holding.pop()
+            session = self.sessions.get(name)
+            if session is not None:
+                effects += self._session_effects(name, session.flush(), now)
         if self._to_push:
             self._node_touched = True
         while self._to_push:
@@ -387,7 +396,7 @@ class Engine:
         return effects
 
     def next_deadline(self, now: float) -> float:
-        if self._to_read or self._to_push:
+        if self._to_read or self._to_push or self._holding:
             return now
         if self._node_touched:
             self._node_due = self.node.next_deadline(now)
@@ -439,7 +448,8 @@ class Engine:
         if session is None:
             self._queue_push(name, change.origin, change.update)
             return [Store(name, change.update, _from_peer(change.origin)), *self._release(name)]
-        return self._session_effects(name, session.changed([change]), now)
+        self._holding.add(name)  # sent to its browsers with the others of this turn, at the flush
+        return self._session_effects(name, session.changed([change], hold=True), now)
 
     def _queue_push(self, name: str, origin: object, update: bytes) -> None:
         """(2) Changes from a peer link are not pushed back to it; every

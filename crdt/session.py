@@ -13,6 +13,10 @@ Rules kept here (y-websocket server behaviour, which stock clients rely on):
 1. A new connection gets sync step 1, then the awareness of everyone present.
 2. Step 1 is answered with step 2 (the diff against the sender's state vector).
 3. A change is sent to every other connection, never back to its author.
+   Changes may be held back (``changed(..., hold=True)``) and sent merged by
+   :meth:`DocumentSession.flush`: one frame per connection for all the
+   changes one turn of the peer brought. Held changes go out before any
+   change sent at once, so every connection still gets them in order.
 4. Awareness is relayed to *every* connection, the sender included: a lone
    client counts its own echo as a sign of life and reconnects without it.
 5. When a connection closes, the awareness states it introduced are removed
@@ -114,6 +118,7 @@ class DocumentSession:
     document: Document
     connections: set[ConnectionId] = field(default_factory=set)
     _awareness: dict[int, _AwarenessState] = field(default_factory=dict)
+    _held: list[Change] = field(default_factory=list)  # changes not sent yet (rule 3)
 
     # -- connections ---------------------------------------------------------
 
@@ -204,12 +209,44 @@ class DocumentSession:
         changes = self.document.receive(update, origin)
         return self.changed(changes)
 
-    def changed(self, changes: list[Change]) -> list[Effect]:
+    def changed(self, changes: list[Change], hold: bool = False) -> list[Effect]:
+        """The document changed: store and push each change, and send it
+        to every connection but its author's, now or (*hold*) at the next
+        :meth:`flush`."""
         effects: list[Effect] = []
+        if hold:
+            self._held += changes
+            return [Changed(change.update, change.origin) for change in changes]
+        effects += self.flush()
         for change in changes:
             effects.append(Changed(change.update, change.origin))
             data = ywire.encode_sync_update(change.update)
             effects.extend(Send(c, data) for c in sorted(self.connections) if c != change.origin)
+        return effects
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def flush(self) -> list[Effect]:
+        """Send the held changes: to each connection, one frame with those
+        it did not make, merged in the order they were applied."""
+        if not self._held:
+            return []
+        held, self._held = self._held, []
+        updates = [change.update for change in held]
+        everyone = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        effects: list[Effect] = []
+        data_all: bytes | None = None
+        for conn in sorted(self.connections):
+            if all(change.origin != conn for change in held):
+                data_all = data_all or ywire.encode_sync_update(everyone)
+                effects.append(Send(conn, data_all))
+                continue
+            theirs = [change.update for change in held if change.origin != conn]
+            if theirs:
+                merged = theirs[0] if len(theirs) == 1 else merge_updates(*theirs)
+                effects.append(Send(conn, ywire.encode_sync_update(merged)))
         return effects
 
     def _receive_awareness(
