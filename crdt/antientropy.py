@@ -17,6 +17,11 @@ Rules kept here (numbered as in ``docs/protocol.md`` §7.3):
    for again there until the answer comes (or ``sync_timeout`` passes):
    both ends open a new link with a round, and a returning peer must get
    what it missed once, not once per round.
+
+Which link a differing document is asked on is ``crdt.fetches``'s: each
+document once, spread over the links that have it (§7.4). A document the
+other side lacks is not fetched but offered at once (our step 1 makes it
+ask for it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Callable
 
 from crdt import peerwire as pw
 from crdt.effects import DocCreated, DocumentChanged, Effect, Event, LinkAccepted, LinkId, peer_origin
+from crdt.fetches import Fetches
 from crdt.links import Link, Links
 from crdt.replicas import Replicas
 from crdt.yupdate import decode_state_vector
@@ -34,7 +40,7 @@ from crdt.yupdate import decode_state_vector
 class AntiEntropy:
     def __init__(
         self, links: Links, replicas: Replicas, rng: random.Random, emit: Callable[[Event, float], list[Effect]],
-        interval: float, fanout: int, sync_timeout: float,
+        interval: float, fanout: int, sync_timeout: float, fetch_window: int,
     ) -> None:  # fmt: skip
         self.links = links
         self.replicas = replicas
@@ -45,6 +51,7 @@ class AntiEntropy:
         self.sync_timeout = sync_timeout
         self._next: float | None = None  # set, at a random phase, by the first link
         self._order: list[LinkId] = []  # links still due a round in this pass
+        self.fetches = Fetches(fetch_window, sync_timeout)
 
     def digest(self) -> pw.Digest:
         return pw.Digest(self.replicas.root_digest(), len(self.replicas.documents))
@@ -92,21 +99,23 @@ class AntiEntropy:
             if name in self.replicas.blocked:
                 continue
             mine = documents.get(name)
-            if mine is not None and theirs.get(name) == mine.digest():
+            digest = theirs.get(name)
+            if mine is not None and digest == mine.digest():
                 in_sync.add(name)
                 continue
             differ = True
             if self._under_way(link, name, now):
                 continue  # (3) the answer to the step 1 already sent will do
-            if mine is None:
-                effects.append(DocCreated(name))
-            doc = self.replicas.document(name)
-            link.syncing[name] = now
-            step1 = pw.SyncStep1(name, doc.encode_state_vector(), True)
-            effects.append(self.links.send(link, pw.encode(step1), now))
+            if digest is None:
+                # They lack it: our step 1 makes them ask for all of it.
+                link.syncing[name] = now
+                step1 = pw.SyncStep1(name, self.replicas.document(name).encode_state_vector(), True)
+                effects.append(self.links.send(link, pw.encode(step1), now))
+            else:
+                self.fetches.offer(link.id, name, digest, push=True)
         link.in_sync = in_sync
         link.all_in_sync = not differ
-        return effects
+        return effects + self._ask(link, now)
 
     def on_step1(self, link: Link, msg: pw.SyncStep1, now: float) -> list[Effect]:
         if msg.name in self.replicas.blocked:
@@ -120,19 +129,61 @@ class AntiEntropy:
         if msg.reply_step1 and not self._under_way(link, msg.name, now):
             # (3) Our own step 1 for this document, unless one is on its way
             # already (both ends of a new link start a round): its answer
-            # brings the same diff.
-            link.syncing[msg.name] = now
-            step1 = pw.SyncStep1(msg.name, doc.encode_state_vector(), False)
-            effects.append(self.links.send(link, pw.encode(step1), now))
+            # brings the same diff. Our answer gave them all we have, so the
+            # step 1 only pulls, and waits its turn if the document is being
+            # fetched on another link (§7.4).
+            self.fetches.offer(link.id, msg.name, None, push=False)
+            effects += self._ask(link, now)
         return effects
 
     def on_step2(self, link: Link, msg: pw.SyncStep2, now: float) -> list[Effect]:
         link.syncing.pop(msg.name, None)
         applied = self.replicas.apply(link, msg.name, msg.update, now)
-        if applied.doc is None:
-            return applied.effects
-        event = DocumentChanged(msg.name, tuple(applied.changes), peer_origin(link.id))
-        return applied.effects + self.emit(event, now)
+        effects = applied.effects
+        if applied.doc is not None:
+            effects += self.emit(DocumentChanged(msg.name, tuple(applied.changes), peer_origin(link.id)), now)
+        others = self.fetches.answered(link.id, msg.name)
+        doc = self.replicas.documents.get(msg.name)
+        if others and doc is not None:
+            # (§7.4 rule 3) The rest of the candidates: only what this
+            # answer lacked, and nothing from one we now equal.
+            digest = doc.digest()
+            for link_id, offer in others.items():
+                other = self.links.get(link_id)
+                if other is None or not other.live:
+                    continue
+                if offer.digest == digest:
+                    other.in_sync.add(msg.name)
+                elif not self._under_way(other, msg.name, now):
+                    effects.append(self._step1(other, msg.name, offer.push, now))
+        return effects + self._ask(link, now)
+
+    def on_gone(self, link_id: LinkId, now: float) -> list[Effect]:
+        return self._ask_all(self.fetches.lost(link_id), now)
+
+    def _ask(self, link: Link, now: float) -> list[Effect]:
+        """(§7.4) Ask *link* for the documents that are its turn."""
+        if not link.live:
+            return []
+        effects: list[Effect] = []
+        for name, push in self.fetches.take(link.id, now):
+            if name not in self.replicas.documents:
+                effects.append(DocCreated(name))
+            effects.append(self._step1(link, name, push, now))
+        return effects
+
+    def _ask_all(self, link_ids: set[LinkId], now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for link_id in sorted(link_ids):
+            link = self.links.get(link_id)
+            if link is not None:
+                effects += self._ask(link, now)
+        return effects
+
+    def _step1(self, link: Link, name: str, reply: bool, now: float) -> Effect:
+        link.syncing[name] = now
+        step1 = pw.SyncStep1(name, self.replicas.document(name).encode_state_vector(), reply)
+        return self.links.send(link, pw.encode(step1), now)
 
     def _under_way(self, link: Link, name: str, now: float) -> bool:
         sent = link.syncing.get(name)
@@ -141,17 +192,18 @@ class AntiEntropy:
     # -- timers -------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Effect]:
+        effects = self._ask_all(self.fetches.expire(now), now)
         ready = self.links.ready()
         if not ready or self._next is None or now < self._next:
-            return []
+            return effects
         self._next = now + self.interval
         data = pw.encode(self.digest())
-        return [self.links.send(target, data, now) for target in self._partners(min(self.fanout, len(ready)))]
+        return effects + [self.links.send(target, data, now) for target in self._partners(min(self.fanout, len(ready)))]
 
     def next_deadline(self, now: float) -> float:
         if not self.links.any_ready():
             return float("inf")
-        return now if self._next is None else self._next
+        return now if self._next is None else min(self._next, self.fetches.next_deadline())
 
     def _partners(self, count: int) -> list[Link]:
         """(3) The next *count* links of a pass over every link in random

@@ -96,6 +96,7 @@ class Config:
     shuffle_interval: float = 30.0  # one link replaced by one to a random known peer this often
     stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
     sync_timeout: float = 10.0  # a document's sync on a link counts as under way this long at most
+    fetch_window: int = 32  # documents asked for on one link and not yet answered, at most (catching up)
     hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
     lazy_interval: float = 0.2  # IHAVEs for the lazy links are sent in batches this often
     graft_after: float = 0.1  # what an IHAVE named and has not come by then is asked for (GRAFT)
@@ -152,7 +153,7 @@ class Node:
         self.push = PushTree(self.table, self.replicas, self._emit, enabled=cfg.push, lazy_interval=cfg.lazy_interval,
                              graft_after=cfg.graft_after, swap_after=cfg.swap_after)  # fmt: skip
         self.antientropy = AntiEntropy(self.table, self.replicas, rng, self._emit, cfg.ae_interval, cfg.ae_fanout,
-                                       cfg.sync_timeout)  # fmt: skip
+                                       cfg.sync_timeout, cfg.fetch_window)  # fmt: skip
         self.membership = Membership(
             self.table, rng, active_target=cfg.active_target, active_max=cfg.active_max,
             known_limit=cfg.known_limit, exchange_interval=cfg.exchange_interval,
@@ -188,7 +189,8 @@ class Node:
             return self.membership.on_hello(link, event.kept, now) + self.antientropy.on_hello(link, event.kept, now)
         if isinstance(event, LinkGone):
             self.replicas.on_gone(event.link)
-            return self.push.on_gone(event, now) + self.membership.on_gone(event.link, event.reason, now)
+            effects = self.antientropy.on_gone(event.link.id, now) + self.push.on_gone(event, now)
+            return effects + self.membership.on_gone(event.link, event.reason, now)
         raise AssertionError(f"unknown event {event!r}")
 
     # -- documents -----------------------------------------------------------

@@ -149,6 +149,7 @@ class SimNetwork:
         self._next_link = 1
         self.partition: dict[int, int] | None = None  # node -> group
         self.delivered = 0
+        self.carried: dict[tuple[int, int], int] = {}  # bytes delivered, by (from, to)
         # History: versions named (document, id, node, time), and those whose
         # node crashed before it could store them.
         self.named: list[tuple[str, str, int, float]] = []
@@ -441,6 +442,7 @@ class SimNetwork:
         if peer.epoch != epoch or peer.engine is None or link not in self.links or not self._reachable(i, j):
             return
         self.delivered += 1
+        self.carried[i, j] = self.carried.get((i, j), 0) + len(data)
         if link in peer.paused:
             peer.paused[link].append(data)  # the engine is not reading this link
             return
@@ -477,9 +479,13 @@ class SimNetwork:
 
     # -- invariants ----------------------------------------------------------
 
-    def fingerprints(self) -> dict[int, dict[str, tuple[str, dict[int, int], list[tuple[int, int, int]]]]]:
+    def fingerprints(
+        self, only: list[int] | None = None
+    ) -> dict[int, dict[str, tuple[str, dict[int, int], list[tuple[int, int, int]]]]]:
+        """Each node's documents: text, state vector and delete set (every
+        node, or those in *only*)."""
         out = {}
-        for peer in self.peers:
+        for peer in self.peers if only is None else [self.peers[i] for i in only]:
             node = peer.node
             assert node is not None
             out[peer.index] = {
