@@ -42,8 +42,10 @@ from common import (
     wait_sync,
 )
 from history import rows_history
+from join import row_join
 from netrows import row_catchup, row_fanout, row_heal, row_load
 from processes import Peer, free_port
+from relay import row_relay_cpu, row_relay_saturation
 from rounds import row_rounds
 from yclient import YClient, read_varuint, wait_for
 
@@ -342,6 +344,11 @@ def main() -> int:
         if not quick:
             rows.append(row_rounds(1000, 5))
         rows.append(row_catchup(work))
+        rows.append(row_join(work, 500))
+        if not quick:
+            rows.append(row_join(work, 10_000))
+        rows.append(row_relay_cpu(work, 1000 if quick else 3000))
+        rows.append(row_relay_saturation(work, 8 if quick else 20))
         rows.append(row_idle(work, 200 if quick else 1000, 5 if quick else 20))
         rows.append(row_load(work, 8 if quick else 20, keystroke))
         rows.append(row_cold_start(work, 2000 if quick else 10_000))

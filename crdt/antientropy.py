@@ -211,15 +211,20 @@ class AntiEntropy:
         waits more than 2d - 1 rounds (a random link per round has no such
         bound, and a long tail). A pass ends when it runs out; links opened
         during a pass wait for the next one (each began with a round of its
-        own)."""
+        own). A link still answering the asks of an earlier round is passed
+        over: a new round would only list the same documents again."""
         chosen: dict[LinkId, Link] = {}
+        refilled = False
         while len(chosen) < count:
             if not self._order:
+                if refilled:
+                    break
+                refilled = True
                 self._order = [link.id for link in self.links.ready() if link.id not in chosen]
                 if not self._order:
                     break
                 self.rng.shuffle(self._order)
             link = self.links.get(self._order.pop())
-            if link is not None and link.live:
+            if link is not None and link.live and not self.fetches.busy(link.id):
                 chosen[link.id] = link
         return list(chosen.values())

@@ -56,6 +56,10 @@ class Fetches:
         want = self.wants.get(name)
         return want is not None and want.asked is not None
 
+    def busy(self, link: LinkId) -> bool:
+        """*link* has asks out."""
+        return self._asked.get(link, 0) > 0
+
     def offer(self, link: LinkId, name: str, digest: bytes | None, push: bool) -> None:
         """*link* has *name* different from ours (its digest, when known)."""
         want = self.wants.setdefault(name, Want())
