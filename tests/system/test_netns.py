@@ -1,6 +1,6 @@
 """Peers on separate hosts: Linux network namespaces joined through a bridge
-by veth links (addresses exist only inside the namespaces this test makes,
-and are removed with them). One host's link is cut with ``ip link set ...
+by veth links (tests/netns.py; addresses exist only inside the namespaces
+this test makes, and are removed with them). One host's link is cut with ``ip link set ...
 down`` while both sides edit, then restored: every replica converges with
 every insert and every delete.
 
@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import TEST_NETWORK_KEY, stop_process
+from netns import HOST_LINK, Network, NsPeer, inside, listed, run
+from processes import TEST_NETWORK_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 HERE = Path(__file__).resolve().parent.parent
@@ -24,33 +25,19 @@ PREFIX = f"mp{os.getpid() % 10000}"
 SUBNET = "10.77.0"
 
 
-def sh(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed: {proc.stderr}")
-    return proc
-
-
-class Host:
-    def __init__(self, index: int, tmp: Path) -> None:
+class Host(NsPeer):
+    def __init__(self, net: Network, index: int, tmp: Path) -> None:
+        super().__init__(net.host(index), net.address(index), tmp / f"host{index}", tmp / f"host{index}.log")
         self.index = index
-        self.ns = f"{PREFIX}h{index}"
-        self.ip = f"{SUBNET}.{index}"
-        self.veth = f"{PREFIX}v{index}"
-        self.data = tmp / f"host{index}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.ip}:7400"
+        self.veth = HOST_LINK
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh("ip", "netns", "exec", self.ns, *args, check=check, env=self.env())
+        return run(*inside(self.ns), *args, check=check, env=self.env())
 
     def env(self) -> dict[str, str]:
         """The browser token: the API refuses non-loopback callers without it."""
         try:
-            token = (self.data / "browser-token").read_text().strip()
+            token = self.token_file.read_text().strip()
         except FileNotFoundError:
             token = ""
         return dict(os.environ, MESHPAD_TOKEN=token)
@@ -58,19 +45,8 @@ class Host:
     def start(
         self, *join: str, host: str | None = None, key: str | None = TEST_NETWORK_KEY, args: tuple[str, ...] = ()
     ) -> None:
-        """Serve on *host* (default: this host's address) with the network
-        *key* (None: the data dir's own, or the invite's)."""
-        self.data.mkdir(parents=True, exist_ok=True)
-        log = open(self.data.parent / f"host{self.index}.log", "ab")  # noqa: SIM115 - the child keeps it
-        cmd = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "server", "serve"]
-        cmd += ["--host", host or self.ip, "--port", "7400", "--data-dir", str(self.data), *args]
-        for address in join:
-            cmd += ["--join", address]
-        env = {k: v for k, v in os.environ.items() if k != "MESHPAD_NETWORK_KEY"}
-        if key is not None:
-            env["MESHPAD_NETWORK_KEY"] = key
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent, env=env)
-        log.close()
+        """Serve (see NsPeer.start), then wait until the peer answers."""
+        super().start(*join, host=host, key=key, args=args)
         wait(lambda: self.client("peers", check=False).returncode == 0, f"host {self.index} ready")
 
     def client(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -79,10 +55,6 @@ class Host:
     def text(self, name: str) -> str | None:
         proc = self.client("text", name, check=False)
         return proc.stdout if proc.returncode == 0 else None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
 
 
 def wait(predicate, what: str, timeout: float = 30.0) -> None:
@@ -96,30 +68,18 @@ def wait(predicate, what: str, timeout: float = 30.0) -> None:
 @pytest.fixture
 def hosts(tmp_path):
     assert os.geteuid() == 0, "network namespaces need root (CI runs as root)"
-    switch = f"{PREFIX}sw"
-    made = [Host(i, tmp_path) for i in (1, 2, 3)]
+    net = Network(PREFIX, SUBNET)
+    made = [Host(net, i, tmp_path) for i in (1, 2, 3)]
     try:
-        sh("ip", "netns", "add", switch)
-        sh("ip", "-n", switch, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", switch, "link", "set", "br0", "up")
+        net.add_bridge("br0")
         for h in made:
-            port = f"{PREFIX}s{h.index}"
-            sh("ip", "netns", "add", h.ns)
-            sh("ip", "link", "add", h.veth, "type", "veth", "peer", "name", port)
-            sh("ip", "link", "set", h.veth, "netns", h.ns)
-            sh("ip", "link", "set", port, "netns", switch)
-            sh("ip", "-n", switch, "link", "set", port, "master", "br0")
-            sh("ip", "-n", switch, "link", "set", port, "up")
-            sh("ip", "-n", h.ns, "addr", "add", f"{h.ip}/24", "dev", h.veth)
-            sh("ip", "-n", h.ns, "link", "set", h.veth, "up")
-            sh("ip", "-n", h.ns, "link", "set", "lo", "up")
+            net.add_host(h.index, "br0")
         yield made
     finally:
         for h in made:
             h.stop()
-        for ns in [h.ns for h in made] + [switch]:
-            sh("ip", "netns", "del", ns, check=False)
-        leftover = sh("ip", "netns", "list").stdout
+        net.remove()
+        leftover = listed()
         assert PREFIX not in leftover, f"namespaces left behind: {leftover}"
 
 
@@ -183,14 +143,8 @@ def test_other_machines_need_the_browser_token(hosts):
     h1.start()
     # h1 serves on every interface of its host, as a peer others reach would.
     h1.stop()
-    env = dict(os.environ, MESHPAD_NETWORK_KEY=TEST_NETWORK_KEY)
-    cmd = ["ip", "netns", "exec", h1.ns, sys.executable, "-m", "server", "serve", "--host", "0.0.0.0"]
-    cmd += ["--port", "7400", "--data-dir", str(h1.data), "--advertise", f"{h1.ip}:7400"]
-    log = open(h1.data.parent / "host1-public.log", "ab")  # noqa: SIM115 - the child keeps it
-    h1.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent, env=env)
-    log.close()
-    wait(lambda: h1.client("peers", check=False).returncode == 0, "h1 ready on 0.0.0.0")
-    token = (h1.data / "browser-token").read_text().strip()
+    h1.start(host="0.0.0.0", args=("--advertise", f"{h1.ip}:7400"))
+    token = h1.token_file.read_text().strip()
     url = h1.url
     # From another machine: refused without the token, on every browser route.
     for path in ("/", "/api/docs", "/doc/x", "/peers", "/healthz"):
