@@ -1,10 +1,13 @@
-"""What the benchmark programs share: the table row, JSON helpers, waiting."""
+"""What the benchmark programs share: the table row, JSON helpers, waiting,
+made-up text."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import os
+import random
+import string
 import struct
 import subprocess
 import sys
@@ -119,3 +122,15 @@ def wait_sync(predicate: Callable[[], bool], timeout: float, poll: float = 0.05)
 
 def not_measured(name: str, target: str, why: str) -> Row:
     return Row(name, f"not measured: {why}", "—", target, None)
+
+
+def prose(rng: random.Random, size: int) -> str:
+    """*size* characters of lines of made-up words, drawn from *rng*."""
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(500)]
+    out: list[str] = []
+    length = 0
+    while length < size:
+        line = " ".join(rng.choices(words, k=rng.randint(6, 14))) + "\n"
+        out.append(line)
+        length += len(line)
+    return "".join(out)[:size]

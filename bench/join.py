@@ -25,8 +25,8 @@ from pathlib import Path
 
 import aiohttp
 import pycrdt
-from common import Row, table
-from netrows import prose, stop_peers
+from common import Row, prose, table
+from peers import stop_peers
 from processes import Peer
 
 SOURCES = 4

@@ -38,8 +38,10 @@ from pathlib import Path
 import aiohttp
 import pycrdt
 from common import Row, exists, not_measured, table, wait_sync
-from netrows import TYPIST_CHARS, Typist, cpu_seconds, stop_peers
+from measure import cpu_seconds
+from peers import stop_peers
 from processes import Peer
+from typist import TYPIST_CHARS, Typist
 from yclient import YClient, wait_for
 
 LEAVES = 5

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import pycrdt
+from catchup import row_catchup
 from common import (
     NODE_DIR,
     ROOT,
@@ -41,9 +42,11 @@ from common import (
     table,
     wait_sync,
 )
+from fanout import row_fanout
+from heal import row_heal
 from history import rows_history
 from join import row_join
-from netrows import row_catchup, row_fanout, row_heal, row_load
+from load import row_load
 from processes import Peer, free_port
 from relay import row_relay_cpu, row_relay_saturation
 from rounds import row_rounds
