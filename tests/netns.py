@@ -2,8 +2,8 @@
 ``meshpad serve`` run inside a host.
 
 A :class:`Network` owns every namespace it makes and deletes them in
-:meth:`Network.remove` (or on leaving ``with``), which its user calls
-whatever happened, a failure half-way through building included. Nothing is
+:meth:`Network.remove`, which its user calls whatever happened, a failure
+half-way through building included. Nothing is
 made outside those namespaces: the switch namespace holds the bridges and
 the switch's ends of the veth links, each host namespace its own end
 (``eth0``) and its address inside the network's /24. Needs root and
@@ -110,14 +110,6 @@ class Network:
         left = [ns for ns in reversed(self.made) if run("ip", "netns", "del", ns, check=False).returncode != 0]
         self.made = left
         return left
-
-    def __enter__(self) -> Network:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        left = self.remove()
-        if left:
-            print(f"namespaces left behind: {left}", file=sys.stderr)
 
 
 class NsPeer:
