@@ -3,11 +3,10 @@
 
 A :class:`Network` owns every namespace it makes and deletes them in
 :meth:`Network.remove`, which its user calls whatever happened, a failure
-half-way through building included. Nothing is
-made outside those namespaces: the switch namespace holds the bridges and
-the switch's ends of the veth links, each host namespace its own end
-(``eth0``) and its address inside the network's /24. Needs root and
-iproute2.
+half-way through building included. Nothing is made outside those
+namespaces: the switch namespace holds the bridges and the switch's ends of
+the veth links, each host namespace its own end (``eth0``) and its address
+inside the network's /24. Needs root and iproute2.
 """
 
 from __future__ import annotations
