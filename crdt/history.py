@@ -1,5 +1,6 @@
 """Every change can be seen, attributed and undone: a document's history,
-kept in the document itself, sans-IO.
+kept in the document itself, sans-IO (the values it lists, versions and
+their authors, are :mod:`crdt.versions`').
 
 Besides its text (the root ``content``) a document holds two more roots,
 which replicate with it by the same causal, anti-entropy-repaired path:
@@ -34,7 +35,6 @@ id is ignored. Rules kept here:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +46,16 @@ from crdt.document import Change, Document
 from crdt.entries import Snapshot, merged
 from crdt.errors import LocalProtocolError
 from crdt.timeline import DeleteIndex, Run, Span
+
+# The history's values live in crdt.versions; the core, the server and the
+# tests name them through this module (history.Author, history.UNKNOWN, ...).
+from crdt.versions import UNKNOWN as UNKNOWN
+from crdt.versions import Author as Author
+from crdt.versions import Version as Version
+from crdt.versions import VersionNotFound as VersionNotFound
+from crdt.versions import VersionNotHeld as VersionNotHeld
+from crdt.versions import check_id as check_id
+from crdt.versions import merge_versions, version_of
 from crdt.yupdate import parse_update
 
 HISTORY = "meshpad:history"
@@ -54,15 +64,6 @@ AUTHORS = "meshpad:authors"
 # lasted SESSION_MAX (so a long session still leaves versions behind).
 SESSION_GAP = 60.0
 SESSION_MAX = 600.0
-_ID = re.compile(r"[A-Za-z0-9_-]{16}")
-
-
-class VersionNotFound(LookupError):
-    """No entry of this document has the id."""
-
-
-class VersionNotHeld(LookupError):
-    """The version covers changes this replica does not hold yet."""
 
 
 # -- snapshots ------------------------------------------------------------------------
@@ -72,57 +73,7 @@ def snapshot_of(doc: Document) -> Snapshot:
     return Snapshot({c: k for c, k in doc.state_vector().items() if k > 0}, merged(doc.delete_set()))
 
 
-def check_id(text: object) -> str:
-    """A version id as given in a URL or a request; raises ValueError."""
-    if not isinstance(text, str) or _ID.fullmatch(text) is None:
-        raise ValueError("a version id is 16 characters of letters, digits, '-' and '_'")
-    return text
-
-
 # -- what the document holds ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Author:
-    name: str
-    color: str
-    peer: str  # the peer (hex id) that vouches for it; "" when unknown
-
-    def as_json(self) -> dict[str, str]:
-        return {"name": self.name, "color": self.color, "peer": self.peer}
-
-
-UNKNOWN = Author("", "", "")
-
-
-@dataclass(slots=True)
-class Version:
-    id: str
-    at: float
-    kind: str  # "edit", "named", "restore"
-    peer: str
-    authors: list[Author] = field(default_factory=list)
-    inserted: int = 0
-    deleted: int = 0
-    label: str | None = None
-    restored: str | None = None  # the version a restore brought back
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "kind": self.kind,
-            "authors": [a.as_json() for a in self.authors],
-            "inserted": self.inserted,
-            "deleted": self.deleted,
-            "label": self.label,
-            "restored": self.restored,
-            "peer": self.peer,
-        }
-
-
-def _text(value: object, limit: int = entries.MAX_LABEL) -> str:
-    return value[:limit] if isinstance(value, str) else ""
 
 
 class History:
@@ -147,8 +98,7 @@ class History:
         out: dict[int, Author] = {}
         for key, value in self.doc.root_map(AUTHORS).items():
             if key.isdigit() and isinstance(value, dict):
-                name, color = _text(value.get("name"), entries.MAX_NAME), _text(value.get("color"), 16)
-                out[int(key)] = Author(name, color, _text(value.get("peer"), 64))
+                out[int(key)] = Author.from_json(value)
         return out
 
     def versions(self) -> list[Version]:
@@ -164,9 +114,9 @@ class History:
                     e = entries.decode(record, snapshot=False)
                 except ValueError:
                     continue
-                version = _version(e, writers.get(e.writer, UNKNOWN).peer)
+                version = version_of(e, writers.get(e.writer, UNKNOWN).peer)
                 known = by_id.get(version.id)
-                by_id[version.id] = version if known is None else _merge(known, version)
+                by_id[version.id] = version if known is None else merge_versions(known, version)
             self._versions = sorted(by_id.values(), key=lambda v: (v.at, v.id), reverse=True)
             self._generation = self.doc.generation
         return self._versions
@@ -282,29 +232,6 @@ class History:
             return self.snapshot(last.id)
         except VersionNotFound:
             return None
-
-
-def _version(e: entries.Entry, peer: str) -> Version:
-    people = [Author(p.name, p.color, peer) for p in e.authors]
-    unique: list[Author] = []
-    for a in people:
-        if all((a.name, a.peer) != (b.name, b.peer) for b in unique):
-            unique.append(a)
-    return Version(e.id, e.at, e.kind, peer, unique, e.inserted, e.deleted, e.label, e.restored)
-
-
-def _merge(a: Version, b: Version) -> Version:
-    """Two entries of one snapshot: keep the later's time and kind, every
-    author, the counts of the edit, and a label if either has one."""
-    new, old = (a, b) if a.at >= b.at else (b, a)
-    authors = list(old.authors)
-    for x in new.authors:
-        if all((x.name, x.peer) != (y.name, y.peer) for y in authors):
-            authors.append(x)
-    return Version(
-        new.id, new.at, new.kind if new.kind != "edit" else old.kind, new.peer, authors,
-        max(a.inserted, b.inserted), max(a.deleted, b.deleted), new.label or old.label, new.restored or old.restored,
-    )  # fmt: skip
 
 
 # -- writing ------------------------------------------------------------------------------

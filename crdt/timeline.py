@@ -7,9 +7,9 @@ with consecutive clocks. An item's place follows from its *origins*: the
 character it was typed after, the one it was typed before, and, when several
 were typed at one place concurrently, the YATA rule that Yjs and Yrs share.
 :func:`order` integrates the items of one root text in a causal order with
-that rule (a port of Yjs's ``Item.integrate``) and returns the runs in
-document order. A snapshot's text is then the runs it covers, minus what its
-delete set removes: one list serves every version.
+that rule (:mod:`crdt.yata`, a port of Yjs's ``Item.integrate``) and
+returns the runs in document order. A snapshot's text is then the runs it
+covers, minus what its delete set removes: one list serves every version.
 
 :func:`order` checks its result against the text pycrdt holds and returns
 None on any disagreement: callers then fall back to :func:`crdt.ystructs.cut`,
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from crdt import ystructs
 from crdt.errors import LocalProtocolError
-from crdt.ystructs import Id, Struct
+from crdt.yata import Item, ItemSequence, parents_of, walk
+from crdt.ystructs import Struct
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,190 +44,14 @@ class Run:
 _END = 2**63  # "every clock"
 
 
-class _Item:
-    __slots__ = ("client", "clock", "left", "length", "origin", "right", "right_origin", "shows", "text")
-
-    def __init__(self, s: Struct) -> None:
-        self.client = s.client
-        self.clock = s.clock
-        self.length = s.length
-        self.origin = s.origin
-        self.right_origin = s.right
-        self.left: _Item | None = None
-        self.right: _Item | None = None
-        self.text = s.text
-        self.shows = s.kind in (ystructs.STRING, ystructs.EMBED)  # what str(text) would show, when not deleted
-
-    def split(self, diff: int) -> _Item:
-        """Split after *diff* clocks, as Yjs's splitItem: this object keeps
-        the left part; the right part is returned, linked after it."""
-        right = _Item.__new__(_Item)
-        right.client = self.client
-        right.clock = self.clock + diff
-        right.length = self.length - diff
-        right.origin = (self.client, self.clock + diff - 1)
-        right.right_origin = self.right_origin
-        right.shows = self.shows
-        right.text = None
-        if self.text is not None:
-            right.text = ystructs.utf16_slice(self.text, diff, self.length)
-            self.text = ystructs.utf16_slice(self.text, 0, diff)
-        self.length = diff
-        right.left = self
-        right.right = self.right
-        if self.right is not None:
-            self.right.left = right
-        self.right = right
-        return right
-
-
-class _Sequence:
-    """The items of one root text, linked in document order, and every
-    client's integrated items by clock."""
-
-    def __init__(self) -> None:
-        self.start: _Item | None = None
-        self.items: dict[int, list[_Item]] = {}
-        self.clocks: dict[int, list[int]] = {}
-
-    def find(self, id_: Id) -> _Item:
-        client, clock = id_
-        clocks = self.clocks.get(client)
-        if not clocks:
-            raise KeyError(id_)
-        i = bisect_right(clocks, clock) - 1
-        if i < 0:
-            raise KeyError(id_)
-        item = self.items[client][i]
-        if not item.clock <= clock < item.clock + item.length:
-            raise KeyError(id_)
-        return item
-
-    def _split(self, item: _Item, diff: int) -> _Item:
-        right = item.split(diff)
-        items, clocks = self.items[item.client], self.clocks[item.client]
-        i = bisect_right(clocks, item.clock)
-        items.insert(i, right)
-        clocks.insert(i, right.clock)
-        return right
-
-    def clean_end(self, id_: Id) -> _Item:
-        item = self.find(id_)
-        if id_[1] != item.clock + item.length - 1:
-            self._split(item, id_[1] - item.clock + 1)
-        return item
-
-    def clean_start(self, id_: Id) -> _Item:
-        item = self.find(id_)
-        if id_[1] != item.clock:
-            return self._split(item, id_[1] - item.clock)
-        return item
-
-    def add(self, item: _Item) -> None:
-        items = self.items.setdefault(item.client, [])
-        clocks = self.clocks.setdefault(item.client, [])
-        if clocks and clocks[-1] > item.clock:
-            raise LocalProtocolError("items of a client integrated out of clock order")
-        items.append(item)
-        clocks.append(item.clock)
-
-    def integrate(self, item: _Item) -> None:
-        """Yjs's ``Item.integrate`` for an item whose origins were handled.
-        Raises KeyError, changing nothing, if an origin is not in this
-        sequence (it was collected)."""
-        if item.origin is not None:
-            self.find(item.origin)
-        if item.right_origin is not None:
-            self.find(item.right_origin)
-        left = self.clean_end(item.origin) if item.origin is not None else None
-        right = self.clean_start(item.right_origin) if item.right_origin is not None else None
-        if (
-            (left is None and right is None)
-            or (left is not None and left.right is not right)
-            or (left is None and self.start is not right)
-        ):
-            o = left.right if left is not None else self.start
-            conflicting: set[int] = set()
-            before_origin: set[int] = set()
-            while o is not None and o is not right:
-                before_origin.add(id(o))
-                conflicting.add(id(o))
-                if o.origin == item.origin:
-                    if o.client < item.client:
-                        left = o
-                        conflicting.clear()
-                    elif o.right_origin == item.right_origin:
-                        break
-                elif o.origin is not None and id(self.find(o.origin)) in before_origin:
-                    if id(self.find(o.origin)) not in conflicting:
-                        left = o
-                        conflicting.clear()
-                else:
-                    break
-                o = o.right
-        item.left = left
-        if left is not None:
-            item.right = left.right
-            left.right = item
-        else:
-            item.right = self.start
-            self.start = item
-        if item.right is not None:
-            item.right.left = item
-        self.add(item)
-
-
-def _parents(clients: dict[int, list[Struct]]) -> dict[tuple[int, int], str | Id | None]:
-    """Every item's parent (a root name or an item id), following origins
-    where the encoding leaves it out. None: the item hangs off collected
-    content (Yjs then collects it too)."""
-    starts = {client: [s.clock for s in structs] for client, structs in clients.items()}
-    memo: dict[tuple[int, int], str | Id | None] = {}
-
-    def struct_at(id_: Id) -> Struct | None:
-        structs = clients.get(id_[0])
-        if not structs:
-            return None
-        i = bisect_right(starts[id_[0]], id_[1]) - 1
-        if i < 0 or not structs[i].clock <= id_[1] < structs[i].clock + structs[i].length:
-            return None
-        return structs[i]
-
-    for structs in clients.values():
-        for s in structs:
-            if not s.is_item or (s.client, s.clock) in memo:
-                continue
-            path: list[Struct] = []
-            node: Struct | None = s
-            found: str | Id | None = None
-            while node is not None:
-                key = (node.client, node.clock)
-                if key in memo:
-                    found = memo[key]
-                    break
-                path.append(node)
-                if node.parent is not None:
-                    found = node.parent
-                    break
-                ref = node.origin or node.right
-                nxt = struct_at(ref) if ref is not None else None
-                if nxt is None or not nxt.is_item:
-                    found = None  # its neighbour was collected
-                    break
-                node = nxt
-            for p in path:
-                memo[(p.client, p.clock)] = found
-    return memo
-
-
 def order(update: bytes, root: str, expected: str | None = None) -> list[Run] | None:
     """The runs of root text *root* in document order, deleted ones
     included, from *update* (a whole state with deleted content). With
     *expected* (the text as pycrdt reads it) the result is checked: None
     when it does not give that text under *update*'s own delete set."""
     clients, deletes = ystructs.decode(update)
-    parents = _parents(clients)
-    seq = _Sequence()
+    parents = parents_of(clients)
+    seq = ItemSequence()
     done: dict[int, int] = dict.fromkeys(clients, 0)  # structs of each client handled so far
     total = sum(len(structs) for structs in clients.values())
     for start_client in sorted(clients):
@@ -247,9 +72,9 @@ def order(update: bytes, root: str, expected: str | None = None) -> list[Run] | 
                     stack.append(missing)
                     continue
                 with suppress(KeyError):  # next to collected content: Yjs collects it too
-                    seq.integrate(_Item(s))
+                    seq.integrate(Item(s))
             done[client] += 1
-    runs = [Run(i.client, i.clock, i.length, i.text if i.shows else None) for i in _walk(seq.start)]
+    runs = [Run(i.client, i.clock, i.length, i.text if i.shows else None) for i in walk(seq.start)]
     if expected is not None and text_at(runs, None, deletes) != expected:
         return None
     return runs
@@ -268,12 +93,6 @@ def _missing(s: Struct, clients: dict[int, list[Struct]], done: dict[int, int]) 
         if handled < len(structs) and structs[handled].clock <= clock:
             return client, clock
     return None
-
-
-def _walk(item: _Item | None) -> Iterator[_Item]:
-    while item is not None:
-        yield item
-        item = item.right
 
 
 # -- reading versions ---------------------------------------------------------------------

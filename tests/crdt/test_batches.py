@@ -9,9 +9,10 @@ import random
 from pycrdt import Doc, Text
 
 from crdt import ywire
-from crdt.document import TEXT_NAME, Document
+from crdt.document import Document
 from crdt.errors import RemoteProtocolError
 from crdt.session import Changed, DocumentSession, Send, merge_update_frames
+from crdt.ytext import TEXT_NAME
 
 
 def typing(n: int, client_id: int = 7) -> tuple[list[bytes], str]:

@@ -16,8 +16,9 @@ import pytest
 from pycrdt import Doc, Text
 
 from crdt import document as document_module
-from crdt.document import MAX_PENDING_UPDATES, TEXT_NAME, BufferFull, Document
+from crdt.document import MAX_PENDING_UPDATES, BufferFull, Document
 from crdt.errors import RemoteProtocolError
+from crdt.ytext import TEXT_NAME
 from crdt.yupdate import decode_state_vector, delete_set_of, encode_state_vector
 
 SEEDS = range(12)

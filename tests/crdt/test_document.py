@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text, UndoManager
 
-from crdt.document import TEXT_NAME, Document, utf8_offset
+from crdt.document import Document
 from crdt.errors import LocalProtocolError, RemoteProtocolError
+from crdt.ytext import TEXT_NAME, utf8_offset
 from crdt.yupdate import decode_state_vector, encode_state_vector
 
 

@@ -25,11 +25,12 @@ from typing import Any
 from pycrdt import Doc, Text
 
 from crdt import history, ywire
-from crdt.document import Document, utf8_offset
+from crdt.document import Document
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
 from crdt.engine import Created, Engine, PauseBrowser, ResumeBrowser, SendBrowser, Store
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
+from crdt.ytext import utf8_offset
 from crdt.yupdate import decode_state_vector, delete_set_of
 from server.storage import RELAYED_COMMIT_DELAY
 
