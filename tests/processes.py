@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from waiting import wait_for_blocking
 
 # Peers started by the tests share this network key unless a test says otherwise.
 TEST_NETWORK_KEY = "meshpad-test-network-key"
@@ -79,19 +80,19 @@ class Peer:
             env=env,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"peer exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"peer not ready after {timeout}s:\n{self.log()}")
-            time.sleep(0.05)
+        wait_for_blocking(self._ready, timeout, what=lambda: f"the peer to answer /healthz:\n{self.log()}")
+        return self
+
+    def _ready(self) -> bool:
+        """Whether /healthz answers; raises if the process has exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"peer exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
 
     def log(self) -> str:
         try:
@@ -127,11 +128,9 @@ class Peer:
     def wait_durable(self, timeout: float = 10.0) -> None:
         """Until every write the peer has queued is committed (a change it
         only relayed may wait up to ``RELAYED_COMMIT_DELAY`` for that)."""
-        deadline = time.monotonic() + timeout
-        while self.get("/healthz")["store_backlog"]:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"store backlog not committed after {timeout}s")
-            time.sleep(0.02)
+        wait_for_blocking(
+            lambda: not self.get("/healthz")["store_backlog"], timeout, what="the store backlog committed"
+        )
 
     @property
     def address(self) -> str:

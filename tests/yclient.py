@@ -1,13 +1,12 @@
 """A y-websocket client for tests, built on pycrdt's own y-protocols helpers
 (not on Meshpad's codec), so that a bug in Meshpad's codec cannot hide behind
-the same bug in the client."""
+the same bug in the client. (``wait_for`` is :func:`waiting.wait_for`, kept
+here for the benchmarks that import it from this module.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -19,6 +18,7 @@ from pycrdt import (
     create_update_message,
     handle_sync_message,
 )
+from waiting import wait_for as wait_for
 
 
 def varuint(n: int) -> bytes:
@@ -65,14 +65,6 @@ def decode_awareness(frame: bytes) -> list[tuple[int, int, Any]]:
         out.append((client, clock, json.loads(frame[pos : pos + size])))
         pos += size
     return out
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class YClient:

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 from aiohttp import web
 from test_editor import DEADLINE, create
+from waiting import wait_for_blocking
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -45,13 +46,6 @@ def names(peer) -> set[str]:
         return {d["name"] for d in json.loads(resp.read())}
 
 
-def wait_until(predicate, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 async def serve_page(aiohttp_server, html: str):
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html")
@@ -82,7 +76,7 @@ def settled(a, b) -> None:
     attack had created would have been replicated by now too."""
     marker = f"marker-{time.monotonic_ns()}"
     create(a, marker)
-    wait_until(lambda: marker in names(b), "the marker reaches B")
+    wait_for_blocking(lambda: marker in names(b), 15, what="the marker reaches B")
 
 
 async def test_a_foreign_site_creates_nothing(browser_foreign, two_peers, aiohttp_server):
@@ -109,4 +103,4 @@ async def test_a_page_on_another_loopback_port_is_refused(browser, two_peers, ai
     html = ATTACK.format(peer=a.url, ws=f"ws://{a.address}", query=f"?token={token}")
     site = await serve_page(aiohttp_server, html)
     await attack(browser, f"http://127.0.0.1:{site.port}/", expect_ws="open")
-    wait_until(lambda: "junk-ws" in names(b), "the authorised document reaches B")
+    wait_for_blocking(lambda: "junk-ws" in names(b), 15, what="the authorised document reaches B")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 import urllib.request
 
 import pytest
+from waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -146,10 +145,11 @@ async def test_stock_websocket_provider_can_edit(browser, peer, page_errors):
         }""",
         peer.url + bundle,
     )
-    deadline = time.monotonic() + 10
-    while server_text(peer, "stock") != "seed and stock":
-        assert time.monotonic() < deadline, server_text(peer, "stock")
-        await asyncio.sleep(0.05)
+    await wait_for(
+        lambda: server_text(peer, "stock") == "seed and stock",
+        what=lambda: f"the stock client's edit on the peer, which has {server_text(peer, 'stock')!r}",
+        interval=0.05,
+    )
 
 
 async def test_editor_runs_under_its_content_security_policy(browser, peer, page_errors):
@@ -167,10 +167,11 @@ async def test_editor_runs_under_its_content_security_policy(browser, peer, page
     page.on("pageerror", lambda e: page_errors.append(str(e)))
     response = await page.goto(f"{peer.url}/doc/csp")
     assert "script-src 'self'" in response.headers["content-security-policy"]
-    deadline = time.monotonic() + 10
-    while not await page.evaluate("() => !!(window.meshpad && window.meshpad.provider.synced)"):
-        assert time.monotonic() < deadline, "editor did not start under its CSP"
-        await asyncio.sleep(0.05)
+    await wait_for(
+        lambda: page.evaluate("() => !!(window.meshpad && window.meshpad.provider.synced)"),
+        what="the editor to start under its CSP",
+        interval=0.05,
+    )
     await page.click(".cm-content")
     await page.keyboard.type("within policy")
     assert await page.evaluate("() => window.meshpad.text.toString()") == "within policy"

@@ -4,12 +4,10 @@ else can reach this peer, and its form takes an invite."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 from processes import Peer
 from test_editor import DEADLINE
+from waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -26,10 +24,7 @@ async def open_peers(browser, peer: Peer, errors: list[str]):
 async def until(page, expression: str, timeout: float = DEADLINE / 1000) -> None:
     """Poll *expression* in the page (under its own CSP, which forbids the
     eval that ``wait_for_function`` needs) until it is true."""
-    deadline = time.monotonic() + timeout
-    while not await page.evaluate(f"() => Boolean({expression})"):
-        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
-        await asyncio.sleep(0.05)
+    await wait_for(lambda: page.evaluate(f"() => Boolean({expression})"), timeout, what=expression, interval=0.05)
 
 
 async def refreshed(page, times: int) -> None:

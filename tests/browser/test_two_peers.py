@@ -5,27 +5,20 @@ providers) converges although its edits reach each peer before their causes."""
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
 
 import pytest
 from processes import Peer
 from test_editor import DEADLINE, create, open_editor, server_text, type_at_end, wait_text
+from waiting import wait_for_blocking
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 async def test_typing_on_one_peer_shows_on_the_other(browser, two_peers, page_errors):
     a, b = two_peers
     create(a, "across")
-    wait_until(lambda: _exists(b, "across"), "the document reaches b")
+    wait_for_blocking(lambda: _exists(b, "across"), 10, what="the document reaches b")
     on_a = await open_editor(browser, a, "across", page_errors, user="Ada")
     on_b = await open_editor(browser, b, "across", page_errors, user="Ben")
     await type_at_end(on_a, "typed on peer A")
@@ -46,7 +39,7 @@ async def test_one_document_on_two_providers_converges(browser, two_peers, page_
     from A). Both peers must end with the page's text."""
     a, b = two_peers
     create(a, "dual")
-    wait_until(lambda: _exists(b, "dual"), "the document reaches b")
+    wait_for_blocking(lambda: _exists(b, "dual"), 10, what="the document reaches b")
     html = urllib.request.urlopen(f"{a.url}/doc/dual").read().decode()
     bundle = re.search(r'"meshpad-vendor": "([^"]+)"', html).group(1)
     context = await browser.new_context(bypass_csp=True)
@@ -74,7 +67,11 @@ async def test_one_document_on_two_providers_converges(browser, two_peers, page_
         [a.url + bundle, a.address, b.address, token_b],
     )
     expected = await page.evaluate("window.dual.text.toString()")
-    wait_until(lambda: server_text(a, "dual") == expected and server_text(b, "dual") == expected, "both peers converge")
+    wait_for_blocking(
+        lambda: server_text(a, "dual") == expected and server_text(b, "dual") == expected,
+        10,
+        what="both peers converge",
+    )
 
 
 def _exists(peer: Peer, name: str) -> bool:

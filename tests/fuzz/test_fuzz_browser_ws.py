@@ -27,7 +27,6 @@ the case, its seed and the frame in hex.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -38,7 +37,8 @@ import meshfuzz as mf
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from pycrdt import Doc
-from yclient import YClient, awareness_frame, wait_for
+from waiting import wait_for
+from yclient import YClient, awareness_frame
 
 from crdt import yupdate, ywire
 from crdt.document import Document
@@ -233,12 +233,14 @@ async def test_browser_ws_fuzz(client, caplog):
         elif after != before:
             stats["changed"] += 1
         # The observer sees exactly what the server holds, and only itself stays connected.
-        deadline = asyncio.get_running_loop().time() + 5
-        while observer.content != after or len(runtime.connections) != 1:
-            assert asyncio.get_running_loop().time() < deadline, (
+        await wait_for(
+            lambda after=after: observer.content == after and len(runtime.connections) == 1,
+            5,
+            what=lambda after=after, where=where: (
                 f"observer {observer.content!r} / server {after!r}, {len(runtime.connections)} connections: {where}"
-            )
-            await asyncio.sleep(0.005)
+            ),
+            interval=0.005,
+        )
         assert not observer.ws.closed and not observer.closed.is_set(), f"the observer was disconnected: {where}"
         assert await doc_names(client) == names, where
     print(f"browser ws fuzz: {CASES} cases, {stats}")

@@ -6,7 +6,7 @@ frames read but not yet handled."""
 from __future__ import annotations
 
 from pycrdt import Doc, Text
-from yclient import wait_for
+from waiting import wait_for
 
 from crdt import ywire
 from crdt.session import merge_update_frames

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from yclient import YClient, awareness_frame, wait_for
+from waiting import wait_for
+from yclient import YClient, awareness_frame
 
 from crdt import ywire
 from crdt.yupdate import parse_update

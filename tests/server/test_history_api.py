@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from yclient import YClient, awareness_frame, varuint, wait_for
+from waiting import wait_for
+from yclient import YClient, awareness_frame, varuint
 
 from crdt import history
 from crdt.document import Document

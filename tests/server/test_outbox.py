@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import WSMsgType, web
+from waiting import wait_for
 
 from server.outbox import Outbox
 
@@ -29,9 +30,7 @@ def _app(outboxes: list[Outbox], done: asyncio.Event) -> web.Application:
 
 
 async def _outbox_of(outboxes: list[Outbox]) -> Outbox:
-    async with asyncio.timeout(10):
-        while not outboxes or outboxes[0]._ws is None:  # the writer runs
-            await asyncio.sleep(0.001)
+    await wait_for(lambda: outboxes and outboxes[0]._ws is not None, what="the writer to run", interval=0.001)
     return outboxes[0]
 
 
@@ -66,9 +65,7 @@ async def test_when_the_socket_pushes_back_frames_queue_in_order(aiohttp_client)
         msg = await ws.receive()
         assert msg.type == WSMsgType.BINARY and len(msg.data) == chunk
         assert msg.data[:4] == i.to_bytes(4, "big"), f"frame {i} out of order"
-    async with asyncio.timeout(10):
-        while outbox.frames or outbox._busy:
-            await asyncio.sleep(0.001)
+    await wait_for(lambda: not (outbox.frames or outbox._busy), what="the outbox idle", interval=0.001)
     assert outbox.put(b"after")  # idle again: written at once
     assert (await ws.receive()).data == b"after"
     done.set()

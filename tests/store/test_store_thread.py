@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 import pytest
+from waiting import wait_for
 
 from crdt.store import MemoryStore, Store, Write
 from server import storage
@@ -35,9 +36,7 @@ async def started(store: Store) -> tuple[StoreThread, list[int]]:
 
 
 async def wait_durable(thread: StoreThread, ticket: int) -> None:
-    async with asyncio.timeout(10):
-        while thread.durable_ticket < ticket:
-            await asyncio.sleep(0.001)
+    await wait_for(lambda: thread.durable_ticket >= ticket, what=f"ticket {ticket} durable", interval=0.001)
 
 
 async def test_the_writes_of_one_loop_iteration_are_handed_over_once_after_it() -> None:

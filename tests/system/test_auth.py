@@ -7,10 +7,10 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 from processes import Peer
+from waiting import wait_for_blocking
 
 pytestmark = pytest.mark.slow
 
@@ -23,20 +23,13 @@ def create(peer: Peer, name: str, text: str) -> None:
     peer.post("/api/docs", {"name": name, "text": text})
 
 
-def wait(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_peer_with_another_key_learns_nothing(tmp_path):
     a = Peer(tmp_path / "a", env={"MESHPAD_NETWORK_KEY": "network number one"}).start()
     create(a, "secret-a", "only for network one")
     b = Peer(tmp_path / "b", env={"MESHPAD_NETWORK_KEY": "network number two"}, args=["--join", a.address]).start()
     create(b, "secret-b", "only for network two")
     try:
-        wait(lambda: get(a, "/healthz")["peer_links_refused"] >= 2, "a refuses b's attempts")
+        wait_for_blocking(lambda: get(a, "/healthz")["peer_links_refused"] >= 2, what="a refuses b's attempts")
         assert [d["name"] for d in get(a, "/api/docs")] == ["secret-a"]
         assert [d["name"] for d in get(b, "/api/docs")] == ["secret-b"]
         assert get(a, "/api/docs/secret-a")["text"] == "only for network one"
@@ -45,7 +38,7 @@ def test_peer_with_another_key_learns_nothing(tmp_path):
         assert not [r for r in get(b, "/api/peers") if r["state"] == "connected"]
         assert "refused link from 127.0.0.1" in a.log()
         # b keeps trying with backoff; after three refusals a bans the address.
-        wait(lambda: "banned for" in a.log(), "a bans the address", timeout=30)
+        wait_for_blocking(lambda: "banned for" in a.log(), 30, what="a bans the address")
     finally:
         b.stop()
         a.stop()
@@ -67,7 +60,9 @@ def test_invite_carries_the_key_and_keys_are_private(tmp_path):
         create(a, "shared", "reached through an invite")
         b = Peer(tmp_path / "b", env={"MESHPAD_NETWORK_KEY": ""}, args=["--join", invite]).start()
         try:
-            wait(lambda: any(d["name"] == "shared" for d in get(b, "/api/docs")), "b receives a's document")
+            wait_for_blocking(
+                lambda: any(d["name"] == "shared" for d in get(b, "/api/docs")), what="b receives a's document"
+            )
             assert get(b, "/api/docs/shared")["text"] == "reached through an invite"
             assert (b.data_dir / "network-key").read_text() == (a.data_dir / "network-key").read_text()
         finally:

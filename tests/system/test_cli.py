@@ -8,11 +8,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from processes import Peer, free_port
+from waiting import wait_for_blocking
 
 from server import addresses
 
@@ -199,10 +199,9 @@ def test_keys_from_files_stay_out_of_the_process_list(tmp_path):
             assert key not in cmdline and "--join-file" in cmdline
             assert (b.data_dir / "network-key").read_text().strip() == key
             a.post("/api/docs", {"name": "via-file", "text": "joined from a file"})
-            deadline = time.monotonic() + 20
-            while not any(d["name"] == "via-file" for d in b.get("/api/docs")):
-                assert time.monotonic() < deadline, "b never received a's document"
-                time.sleep(0.05)
+            wait_for_blocking(
+                lambda: any(d["name"] == "via-file" for d in b.get("/api/docs")), what="b to receive a's document"
+            )
         finally:
             b.stop()
         key_file = tmp_path / "key.txt"

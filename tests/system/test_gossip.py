@@ -14,7 +14,8 @@ import urllib.request
 import aiohttp
 import pytest
 from processes import Peer
-from yclient import YClient, awareness_frame, wait_for
+from waiting import wait_for
+from yclient import YClient, awareness_frame
 
 pytestmark = pytest.mark.slow
 

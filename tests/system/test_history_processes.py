@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from processes import Peer
+from waiting import wait_for_blocking
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,6 @@ def call(peer: Peer, method: str, path: str, body: dict | None = None) -> tuple[
         return err.code, json.loads(err.read())
 
 
-def wait(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def text(peer: Peer, name: str) -> str | None:
     status, body = call(peer, "GET", f"/api/docs/{name}")
     return body["text"] if status == 200 else None
@@ -48,16 +41,16 @@ def test_a_version_named_on_a_is_restored_over_junk_typed_on_b(tmp_path):
         assert call(a, "POST", "/api/docs", {"name": "doc", "text": good})[0] == 201
         status, named = call(a, "POST", "/api/docs/doc/versions", {"label": "keep", "author": {"name": "Ann"}})
         assert status == 201
-        wait(lambda: text(b, "doc") == good, "b receives the text")
+        wait_for_blocking(lambda: text(b, "doc") == good, what="b receives the text")
         # On B: delete everything and type junk (as a browser does).
         junk_version = _junk(b)
-        wait(lambda: text(a, "doc") == "junk junk", "a receives b's junk")
+        wait_for_blocking(lambda: text(a, "doc") == "junk junk", what="a receives b's junk")
         # On A: restore the named version.
         status, restored = call(a, "POST", "/api/docs/doc/restore", {"version": named["id"], "author": {"name": "Ann"}})
         assert status == 200
-        wait(lambda: text(a, "doc") == good and text(b, "doc") == good, "both show the named text")
+        wait_for_blocking(lambda: text(a, "doc") == good and text(b, "doc") == good, what="both show the named text")
         for peer in (a, b):
-            wait(lambda p=peer: restored["id"] in _ids(p), "the restore in the history")
+            wait_for_blocking(lambda p=peer: restored["id"] in _ids(p), what="the restore in the history")
             listing = call(peer, "GET", "/api/docs/doc/history")[1]["versions"]
             kinds = {v["id"]: v["kind"] for v in listing}
             assert kinds[restored["id"]] == "restore" and kinds[named["id"]] == "named" and junk_version in kinds
@@ -78,7 +71,8 @@ def _junk(peer: Peer) -> str:
     import asyncio
 
     import aiohttp
-    from yclient import YClient, wait_for
+    from waiting import wait_for
+    from yclient import YClient
 
     async def go() -> None:
         async with aiohttp.ClientSession() as http:
@@ -120,7 +114,7 @@ def test_names_and_restores_survive_kill_9(tmp_path):
         assert call(a, "POST", "/api/docs", {"name": "k", "text": "start\n"})[0] == 201
         worker = threading.Thread(target=work)
         worker.start()
-        wait(lambda: len(answered) >= 25, "versions named and restored")
+        wait_for_blocking(lambda: len(answered) >= 25, what="versions named and restored")
         a.kill()
         stop.set()
         worker.join(timeout=20)

@@ -5,11 +5,11 @@ key), instead of a silent ``down``."""
 from __future__ import annotations
 
 import socket
-import time
 import urllib.request
 
 import pytest
 from processes import Peer, free_port
+from waiting import wait_for_blocking
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +20,11 @@ def row_for(peer: Peer, address: str) -> dict:
 
 
 def wait_error(peer: Peer, address: str, words: str, timeout: float = 20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    def named() -> dict:
         row = row_for(peer, address)
-        if words in (row.get("error") or ""):
-            return row
-        assert time.monotonic() < deadline, f"no error {words!r} for {address}: {row}"
-        time.sleep(0.1)
+        return row if words in (row.get("error") or "") else {}
+
+    return wait_for_blocking(named, timeout, what=lambda: f"error {words!r} for {address}: {row_for(peer, address)}")
 
 
 def page(peer: Peer) -> str:
@@ -43,10 +41,7 @@ def test_an_address_nobody_listens_on_is_refused(tmp_path):
         assert f"cannot connect to {nowhere}: refused" in b.log()
         assert "refused (nothing listens on that port)" in page(b)
         # Retries are not logged again and again.
-        deadline = time.monotonic() + 20
-        while row_for(b, nowhere).get("failures", 0) < 3:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_blocking(lambda: row_for(b, nowhere).get("failures", 0) >= 3, what="three failed dials")
         assert b.log().count(f"cannot connect to {nowhere}") == 1
     finally:
         b.stop()
@@ -86,12 +81,14 @@ def test_the_error_goes_once_the_peer_answers(tmp_path):
         wait_error(b, address, "refused")
         a = Peer(tmp_path / "a", port=port).start()
         try:
-            deadline = time.monotonic() + 40
-            while row_for(b, address).get("state") != "connected" and not any(
-                r["state"] == "connected" for r in b.get("/api/peers")
-            ):
-                assert time.monotonic() < deadline, b.get("/api/peers")
-                time.sleep(0.1)
+            wait_for_blocking(
+                lambda: (
+                    row_for(b, address).get("state") == "connected"
+                    or any(r["state"] == "connected" for r in b.get("/api/peers"))
+                ),
+                40,
+                what=lambda: f"a connected link: {b.get('/api/peers')}",
+            )
             assert all(r["error"] is None for r in b.get("/api/peers") if r["state"] == "connected")
         finally:
             a.stop()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from processes import Peer
-from yclient import YClient, wait_for
+from waiting import wait_for
+from yclient import YClient
 
 pytestmark = pytest.mark.slow
 

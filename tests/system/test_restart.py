@@ -9,7 +9,8 @@ import random
 import aiohttp
 import pytest
 from processes import Peer
-from yclient import YClient, wait_for
+from waiting import wait_for
+from yclient import YClient
 
 pytestmark = pytest.mark.slow
 
