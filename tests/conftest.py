@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-# Test helpers (yclient, processes) are imported as top-level modules.
+# Test helpers (yclient, processes, waiting; the simulated networks in sim/)
+# are imported as top-level modules.
+sys.path.insert(0, str(Path(__file__).parent / "sim"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from server.app import create_app

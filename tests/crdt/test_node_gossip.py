@@ -1,106 +1,18 @@
 """Lazy push (Plumtree), anti-entropy partners and phase, link shuffling and
-the backoff against a busy peer, on ``Node``s joined by in-memory links (no
-sockets, no sleeps)."""
+the backoff against a busy peer, on ``Node``s joined by the simulated
+network's links (``nodenet``, perfect: no sockets, no sleeps)."""
 
 from __future__ import annotations
 
 import itertools
 import random
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from nodenet import LOSSY, NodeNetwork
 
 from crdt import peerwire as pw
-from crdt.node import CloseLink, Config, Dial, DocChanged, Effect, Link, Node, SendPeer
-
-
-@dataclass
-class Route:
-    owner: str
-    other: str
-    other_link: int
-
-
-class Net:
-    """Nodes at addresses "a", "b", …; frames are delivered in order and at
-    once, a close reaches the other side after the frames sent before it."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}
-        self.routes: dict[int, Route] = {}
-        self.now = 0.0
-        self._links = itertools.count(1)
-        self._clients = itertools.count(1)
-        self.closes: list[tuple[float, str, str, str]] = []  # (when, closing address, other, reason)
-        self.sent: list[tuple[str, str, pw.Message]] = []  # (from, to, message) of every frame delivered
-
-    def add(self, address: str, config: Config, seed: int = 0) -> Node:
-        peer_id = address.encode().ljust(16, b"\0")
-        node = Node(peer_id, address, random.Random(seed), lambda: next(self._clients), config)
-        self.nodes[address] = node
-        return node
-
-    def link(self, address: str, other: str) -> int:
-        """Open a link from *address* to *other* (as if dialled); its id on *address*'s side."""
-        a, b = next(self._links), next(self._links)
-        self.routes[a] = Route(address, other, b)
-        self.routes[b] = Route(other, address, a)
-        # Both sides are open before either HELLO arrives.
-        accepting = self.nodes[other].link_opened(b, False, address, self.now)
-        dialling = self.nodes[address].link_opened(a, True, other, self.now)
-        self._run(deque([*((other, e) for e in accepting), *((address, e) for e in dialling)]))
-        return a
-
-    def perform(self, address: str, effects: list[Effect]) -> None:
-        self._run(deque((address, e) for e in effects))
-
-    def _run(self, queue: deque[tuple[str, Effect]]) -> None:
-        while queue:
-            at, effect = queue.popleft()
-            node = self.nodes[at]
-            if isinstance(effect, SendPeer):
-                route = self.routes.get(effect.link)
-                if route is not None and route.other_link in self.routes:
-                    self.sent.append((at, route.other, pw.decode(effect.data)))
-                    out = self.nodes[route.other].receive(route.other_link, effect.data, self.now)
-                    queue.extend((route.other, e) for e in out)
-            elif isinstance(effect, Dial):
-                if effect.address in self.nodes:
-                    self.link(at, effect.address)
-                else:
-                    queue.extend((at, e) for e in node.dial_failed(effect.address, self.now))
-            elif isinstance(effect, CloseLink):
-                route = self.routes.pop(effect.link, None)
-                if route is None:
-                    continue
-                self.closes.append((self.now, at, route.other, effect.reason))
-                queue.extend((at, e) for e in node.link_closed(effect.link, self.now))
-                if self.routes.pop(route.other_link, None) is not None:
-                    other = self.nodes[route.other]
-                    queue.extend((route.other, e) for e in other.link_closed(route.other_link, self.now))
-
-    def run_until(self, until: float, step: float = 0.01) -> None:
-        while self.now < until:
-            self.now = round(self.now + step, 6)
-            for address, node in list(self.nodes.items()):
-                self.perform(address, node.tick(self.now))
-
-    def close(self, address: str, other: str) -> None:
-        """Close the link between *address* and *other* (as a lost connection)."""
-        link = next(lid for lid, r in self.routes.items() if r.owner == address and r.other == other)
-        self.perform(address, [CloseLink(link, "cut")])
-
-    def link_to(self, address: str, other: str) -> Link:
-        """*address*'s side of its link to *other*."""
-        lid = next(lid for lid, r in self.routes.items() if r.owner == address and r.other == other)
-        return self.nodes[address].links[lid]
-
-    def neighbours(self, address: str) -> set[str]:
-        return {
-            r.other for lid, r in self.routes.items() if r.owner == address and self.nodes[address].links[lid].ready
-        }
+from crdt.node import CloseLink, Config, Dial, DocChanged, Effect, Node, SendPeer
 
 
 def quiet(**changes: object) -> Config:
@@ -123,16 +35,16 @@ def digests_sent(effects: list[Effect]) -> list[int]:
     return [e.link for e in effects if isinstance(e, SendPeer) and isinstance(pw.decode(e.data), pw.Digest)]
 
 
-def sent(net: Net, kind: type) -> list[tuple[str, str, pw.Message]]:
+def sent(net: NodeNetwork, kind: type) -> list[tuple[str, str, pw.Message]]:
     return [entry for entry in net.sent if isinstance(entry[2], kind)]
 
 
 # -- lazy push --------------------------------------------------------------------
 
 
-def clique(names: str) -> Net:
+def clique(names: str) -> NodeNetwork:
     """Every pair of the nodes linked; no anti-entropy, so what arrives came by push."""
-    net = Net()
+    net = NodeNetwork()
     for name in names:
         net.add(name, quiet())
     for i, name in enumerate(names):
@@ -141,7 +53,7 @@ def clique(names: str) -> Net:
     return net
 
 
-def texts(net: Net, name: str = "doc") -> dict[str, str]:
+def texts(net: NodeNetwork, name: str = "doc") -> dict[str, str]:
     return {address: node.documents[name].text if name in node.documents else "" for address, node in net.nodes.items()}
 
 
@@ -164,11 +76,10 @@ def test_duplicates_prune_a_flood_down_to_a_tree():
     assert not sent(net, pw.Prune)
 
 
-def prune(net: Net, address: str, other: str) -> None:
+def prune(net: NodeNetwork, address: str, other: str) -> None:
     """*address* prunes its link to *other*, as after a duplicate from it."""
     net.link_to(address, other).eager = False
-    lid = next(lid for lid, r in net.routes.items() if r.owner == address and r.other == other)
-    net.perform(address, [SendPeer(lid, pw.encode(pw.Prune()))])
+    net.perform(address, [SendPeer(net.link_id(address, other), pw.encode(pw.Prune()))])
 
 
 @pytest.mark.parametrize("change", [{"insert": "!", "at": 11}, {"delete": 6, "at": 0}], ids=["insert", "delete"])
@@ -237,7 +148,7 @@ def test_an_update_that_waits_for_its_causes_does_not_prune():
     a is not its last eager link.)"""
     net = clique("abc")
     first, second = two_changes()
-    link = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "b")
+    link = net.link_id("a", "b")
     net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", second)))])
     assert not sent(net, pw.Prune) and net.link_to("a", "b").eager
     net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
@@ -253,7 +164,7 @@ def test_what_anti_entropy_brought_first_prunes_nothing():
     would cut the tree (and leave peers to the slower IHAVE path)."""
     net = clique("abc")
     first, _ = two_changes()
-    a_to_b = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "b")
+    a_to_b = net.link_id("a", "b")
     net.perform("a", [SendPeer(a_to_b, pw.encode(pw.SyncStep2("doc", first)))])
     # b pushed it to c, c to a, and a's push reached b, which had it by sync.
     assert set(texts(net).values()) == {"one"}
@@ -272,7 +183,7 @@ def test_a_peer_keeps_its_last_eager_link():
     assert [(x, y) for x, y, m in sent(net, pw.Graft) if m == pw.Graft(())] == [("b", "a")]
     assert net.link_to("a", "b").eager and net.link_to("b", "a").eager
     first, _ = two_changes()
-    link = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "b")
+    link = net.link_id("a", "b")
     net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
     net.sent.clear()
     net.perform("a", [SendPeer(link, pw.encode(pw.Update("doc", first)))])
@@ -287,8 +198,8 @@ def test_a_lazy_link_that_is_faster_replaces_the_eager_one():
     assert net.link_to("c", "b").eager and not net.link_to("c", "a").eager
     first, _ = two_changes()
     c = net.nodes["c"]
-    a_to_c = next(lid for lid, r in net.routes.items() if r.owner == "a" and r.other == "c")
-    b_to_c = next(lid for lid, r in net.routes.items() if r.owner == "b" and r.other == "c")
+    a_to_c = net.link_id("a", "c")
+    b_to_c = net.link_id("b", "c")
     net.perform("a", [SendPeer(a_to_c, pw.encode(pw.IHave("doc", ((99, 3),), ())))])
     net.now = c.config.swap_after  # the copy through b comes that much later
     net.sent.clear()
@@ -319,7 +230,7 @@ def test_each_pass_of_anti_entropy_visits_every_link_once():
     """Partners are taken in turn from a shuffled list of the links: each six
     rounds reach six different links (a random choice per round repeats one
     in 98% of passes)."""
-    net = Net()
+    net = NodeNetwork()
     hub = net.add("hub", quiet(active_target=6, ae_interval=1.0))
     for name in "abcdef":
         net.add(name, quiet())
@@ -341,7 +252,7 @@ def test_anti_entropy_starts_at_a_random_phase():
     the interval."""
     firsts = []
     for seed in range(20):
-        net = Net()
+        net = NodeNetwork()
         a = net.add("a", quiet(ae_interval=1.0), seed)
         net.add("b", quiet())
         net.link("a", "b")
@@ -357,7 +268,7 @@ def test_anti_entropy_starts_at_a_random_phase():
 
 def test_a_round_leaves_both_sides_with_the_union():
     """One DIGEST from a to b moves a's change to b and b's change to a."""
-    net = Net()
+    net = NodeNetwork()
     a = net.add("a", quiet(push=False))
     b = net.add("b", quiet(push=False))
     link = net.link("a", "b")
@@ -373,9 +284,9 @@ def test_a_round_leaves_both_sides_with_the_union():
 # -- shuffling --------------------------------------------------------------------
 
 
-def shuffle_net(c_busy: bool) -> Net:
+def shuffle_net(c_busy: bool) -> NodeNetwork:
     """a has links to b1 and b2 (its target) and knows c."""
-    net = Net()
+    net = NodeNetwork()
     a = net.add("a", quiet(active_target=2, shuffle_interval=10.0))
     for name in ("b1", "b2"):
         net.add(name, quiet())
@@ -402,7 +313,7 @@ def test_shuffle_closes_nothing_when_the_new_link_is_refused():
 
 
 def test_no_shuffle_while_every_known_peer_is_linked():
-    net = Net()
+    net = NodeNetwork()
     net.add("a", quiet(active_target=2, shuffle_interval=10.0))
     for name in ("b1", "b2"):
         net.add(name, quiet())
@@ -420,7 +331,7 @@ def test_a_busy_peer_is_redialled_ever_later():
     again after about 1, 2, 4, 8, 16 s: its HELLO does not reset the wait,
     only a kept link (its first DIGEST) does. Reset by HELLO, the wait stays
     at 1 s and the busy peer is dialled 40 times a minute."""
-    net = Net()
+    net = NodeNetwork()
     a = net.add("a", quiet(active_target=1))
     net.add("busy", quiet(active_max=0))
     net.perform("a", a.join("busy", 0.0))
@@ -433,7 +344,7 @@ def test_a_busy_peer_is_redialled_ever_later():
 
 
 def test_a_kept_link_forgets_the_failures():
-    net = Net()
+    net = NodeNetwork()
     a = net.add("a", quiet(active_target=1))
     net.add("b", quiet())
     a.known.add("b")
@@ -445,62 +356,49 @@ def test_a_kept_link_forgets_the_failures():
 # -- catch-up -----------------------------------------------------------------------
 
 
-class RecordingNet(Net):
-    """A Net that keeps every message delivered: (from, to, message)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.delivered: list[tuple[str, str, object]] = []
-
-    def _run(self, queue: deque[tuple[str, Effect]]) -> None:
-        wrapped: deque[tuple[str, Effect]] = deque()
-        for at, effect in queue:
-            if isinstance(effect, SendPeer) and effect.link in self.routes:
-                self.delivered.append((at, self.routes[effect.link].other, pw.decode(effect.data)))
-            wrapped.append((at, effect))
-        original_receive = {a: n.receive for a, n in self.nodes.items()}
-
-        def recording(address: str):
-            def receive(link: int, data: bytes, now: float) -> list[Effect]:
-                out = original_receive[address](link, data, now)
-                for effect in out:
-                    if isinstance(effect, SendPeer) and effect.link in self.routes:
-                        self.delivered.append((address, self.routes[effect.link].other, pw.decode(effect.data)))
-                return out
-
-            return receive
-
-        for address, node in self.nodes.items():
-            node.receive = recording(address)  # type: ignore[method-assign]
-        try:
-            super()._run(wrapped)
-        finally:
-            for address, node in self.nodes.items():
-                node.receive = original_receive[address]  # type: ignore[method-assign]
-
-
 def test_a_returning_peer_receives_what_it_missed_once():
     """Both ends of a new link open with a round; the two rounds must not
     each send the whole diff (nor a third round while one is under way)."""
-    net = RecordingNet()
+    net = NodeNetwork()
     a = net.add("a", quiet(push=False))
     b = net.add("b", quiet(push=False))
     net.perform("a", a.edit("doc", net.now, insert="shared text " * 50))
     net.perform("b", b.edit("other", net.now, insert="b's own"))
     net.link("a", "b")
     assert a.root_digest() == b.root_digest()
-    first = [m for frm, to, m in net.delivered if frm == "a" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
-    assert len(first) == 1, [type(m).__name__ for _, _, m in net.delivered]
+    first = [m for frm, to, m in net.sent if frm == "a" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
+    assert len(first) == 1, [type(m).__name__ for _, _, m in net.sent]
     # b goes away; a changes 1%; b comes back.
-    for link_id, route in list(net.routes.items()):
-        if route.owner == "a":
-            net.perform("a", [CloseLink(link_id, "b stops")])
+    net.close("a", "b", "b stops")
     net.perform("a", a.edit("doc", net.now, insert="CHANGED", at=100))
-    net.delivered.clear()
+    net.sent.clear()
     net.link("b", "a")
     assert a.documents["doc"].text == b.documents["doc"].text
-    diffs = [m for frm, to, m in net.delivered if to == "b" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
-    assert len(diffs) == 1, [(frm, type(m).__name__) for frm, _, m in net.delivered]
+    diffs = [m for frm, to, m in net.sent if to == "b" and isinstance(m, pw.SyncStep2) and m.name == "doc"]
+    assert len(diffs) == 1, [(frm, type(m).__name__) for frm, _, m in net.sent]
+
+
+def test_what_a_lossy_network_loses_is_mended():
+    """Four peers type while the network drops, duplicates and reorders
+    frames (``LOSSY``): once they stop, the lazy links' IHAVEs and the
+    anti-entropy rounds have brought every change everywhere."""
+    net = NodeNetwork(LOSSY, seed=7)
+    for seed, name in enumerate("abcd"):
+        net.add(name, quiet(ae_interval=1.0), seed)
+    for i, name in enumerate("abcd"):
+        for other in "abcd"[i + 1 :]:
+            net.link(name, other)
+    net.run_until(0.5)
+    words = []
+    for i in range(80):
+        author = "abcd"[i % 4]
+        words.append(f"{author}{i}")
+        net.perform(author, net.nodes[author].edit("doc", net.now, insert=words[-1] + " "))
+        net.run_until(net.now + 0.02)
+    net.run_until(net.now + 5.0)
+    final = texts(net)
+    assert len(set(final.values())) == 1, final
+    assert all(word in final["a"].split() for word in words), final["a"]
 
 
 # -- joining --------------------------------------------------------------------------
@@ -510,7 +408,7 @@ def test_a_join_address_is_dialled_until_it_answers_even_with_full_links():
     """A peer whose links filled up (others joined through it) before its
     own join address was up still reaches that address once; after that the
     address is like any other and a full peer does not dial it."""
-    net = Net()
+    net = NodeNetwork()
     a = net.add("a", quiet(active_target=1, active_max=2))
     net.add("b", quiet())
     net.link("b", "a")  # b joined through a: a's one link is taken
@@ -519,9 +417,7 @@ def test_a_join_address_is_dialled_until_it_answers_even_with_full_links():
     net.add("c", quiet())
     net.run_until(net.now + 60)  # the failed dial's backoff runs out
     assert "c" in net.neighbours("a")
-    for link_id, route in list(net.routes.items()):
-        if route.owner == "a" and route.other == "c":
-            net.perform("a", [CloseLink(link_id, "test closes it")])
+    net.close("a", "c", "test closes it")
     assert "c" not in net.neighbours("a")
     net.run_until(net.now + 60)
     assert "c" not in net.neighbours("a"), "a full peer dialled an ordinary known address"
@@ -531,7 +427,7 @@ def test_a_silent_link_is_closed_once_and_replaced_at_once():
     """A link gone silent is asked closed once, not on every tick while its
     close completes (a partition used to log thousands of closes), its
     timer is not due again, and its slot is dialled anew meanwhile."""
-    net = Net()
+    net = NodeNetwork()
     a = net.add("a", quiet(active_target=1, dead_after=5.0))
     net.add("b", quiet())
     net.add("c", quiet())
