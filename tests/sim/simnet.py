@@ -12,16 +12,19 @@ engine's glue runs as in a real peer: batching, fan-out to browsers,
 acknowledgements, cursors, editing sessions and versions. A browser keeps
 its text while its peer is down and sends what the peer lacks when it is
 back, as a real one does.
+
+The network layer (virtual time, the link table, the fault profile) is
+``nodenet``'s, which says why this is a network of its own.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nodenet
+from nodenet import Routes, Timeline
 from pycrdt import Doc, Text
 
 from crdt import history, ywire
@@ -36,11 +39,10 @@ from server.storage import RELAYED_COMMIT_DELAY
 
 
 @dataclass
-class Faults:
-    drop: float = 0.02
-    duplicate: float = 0.02
-    min_delay: float = 0.001
-    max_delay: float = 0.060  # per-frame delay drawn in [min, max]: frames overtake each other
+class Faults(nodenet.Faults):
+    """The network's faults (``nodenet.Faults``), and the store's: a crash
+    loses the writes younger than ``commit_lag``."""
+
     commit_lag: float = 0.010
 
 
@@ -134,20 +136,16 @@ class SimPeer:
         return self.engine is not None
 
 
-class SimNetwork:
+class SimNetwork(Timeline):
     def __init__(self, seed: int, n: int, faults: Faults | None = None, config: Config | None = None) -> None:
+        super().__init__()
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults or Faults()
         self.config = config or Config()
-        self.now = 0.0
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = 0
         self.peers = [SimPeer(i, f"n{i}:7400") for i in range(n)]
         self._peer_ids = [bytes([i % 256, i // 256]) + bytes(14) for i in range(n)]
-        # link id -> (owner index, other index, other side's link id)
-        self.links: dict[int, tuple[int, int, int]] = {}
-        self._next_link = 1
+        self.links = Routes()  # link id -> (owner index, other index, other side's link id)
         self.partition: dict[int, int] | None = None  # node -> group
         self.delivered = 0
         self.carried: dict[tuple[int, int], int] = {}  # bytes delivered, by (from, to)
@@ -158,18 +156,8 @@ class SimNetwork:
         for peer in self.peers:
             self._boot(peer)
 
-    # -- scheduling ----------------------------------------------------------
-
-    def at(self, when: float, fn: Callable[[], None]) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, fn))
-
     def run_until(self, t: float) -> None:
-        while self._queue and self._queue[0][0] <= t:
-            when, _, fn = heapq.heappop(self._queue)
-            self.now = when
-            fn()
-        self.now = t
+        self.advance(t)
 
     # -- peers ---------------------------------------------------------------
 
@@ -392,7 +380,7 @@ class SimNetwork:
 
     def _dial(self, i: int, address: str) -> None:
         j = self._index_of(address)
-        delay = self.faults.min_delay * 2
+        delay = self.faults.dial_delay
         epoch_i = self.peers[i].epoch
 
         def connect() -> None:
@@ -410,10 +398,7 @@ class SimNetwork:
 
                 self.at(self.now + wait, fail)
                 return
-            a, b = self._next_link, self._next_link + 1
-            self._next_link += 2
-            self.links[a] = (i, dst.index, b)
-            self.links[b] = (dst.index, i, a)
+            a, b = self.links.open(i, dst.index)
             assert dst.engine is not None and src.engine is not None
             self._perform(dst, dst.engine.link_opened(b, False, f"n{i}", self.now))
             self._perform(src, src.engine.link_opened(a, True, address, self.now))
@@ -425,16 +410,7 @@ class SimNetwork:
         if route is None:
             return
         _, j, other = route
-        f = self.faults
-        hello = data[:1] == b"\x01"
-        copies = 1
-        if not hello:
-            if self.rng.random() < f.drop:
-                return
-            if self.rng.random() < f.duplicate:
-                copies = 2
-        for _ in range(copies):
-            delay = f.min_delay if hello else self.rng.uniform(f.min_delay * 1.5, f.max_delay)
+        for delay in self.faults.delays(self.rng, data):
             epoch = self.peers[j].epoch
             self.at(self.now + delay, lambda e=epoch: self._deliver(i, j, other, data, e))
 
@@ -469,7 +445,7 @@ class SimNetwork:
         self._closed(i, link)
         # Like a WebSocket close, it reaches the other side after every frame
         # sent before it; frames the other side sends meanwhile are lost.
-        self.at(self.now + self.faults.max_delay + self.faults.min_delay, lambda: self._closed(j, other))
+        self.at(self.now + self.faults.close_delay, lambda: self._closed(j, other))
 
     def _closed(self, i: int, link: int) -> None:
         peer = self.peers[i]
