@@ -1,6 +1,7 @@
 """Fuzz target 2: ``crdt.node.Node.receive(link, frame, now)``.
 
-A Node holds one document (``notes``, with text) and one inbound link. Each
+A Node on the simulated network (``nodenet``) holds one document (``notes``,
+with text) and one inbound link whose other end is the fuzzer. Each
 example feeds it (maybe) a valid HELLO, then frames of every kind: random
 bytes, valid peer messages of every type carrying real Yjs updates, and
 mutations of those (of the frame, and of the update / state vector /
@@ -35,19 +36,18 @@ bounds over thousands of frames on one node.
 
 from __future__ import annotations
 
-import itertools
 import random
 import tracemalloc
-from collections.abc import Iterator
 
 import meshfuzz as mf
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from nodenet import NodeNetwork
 
 from crdt import peerwire as pw
 from crdt.document import MAX_PENDING_BYTES, MAX_PENDING_UPDATES, Document
 from crdt.errors import RemoteProtocolError
-from crdt.node import CloseLink, DocChanged, DocCreated, Node, SendPeer
+from crdt.node import CloseLink, DocChanged, DocCreated
 from crdt.yupdate import parse_update
 
 FUZZ = settings(
@@ -62,44 +62,46 @@ REMOTE_ID = bytes(range(100, 116))
 
 
 class Harness:
-    """One Node, its link, and what the node reported about each document."""
+    """One Node, its link from the fuzzer, and what the node reported about
+    each document."""
 
     def __init__(self, seed: int, authenticated: bool) -> None:
-        ids: Iterator[int] = itertools.count(50_000)
-        self.node = Node(
-            OWN_ID,
-            "127.0.0.1:1",
-            random.Random(seed),
-            lambda: next(ids),
-            documents={mf.DOC_NAME: mf.fresh_document()},
-        )
+        self.net = NodeNetwork(first_client_id=50_000)
+        documents = {mf.DOC_NAME: mf.fresh_document()}
+        self.node = self.net.add("127.0.0.1:1", seed=seed, peer_id=OWN_ID, documents=documents)
         self.authenticated = authenticated
-        self.link = 0
-        self.now = 0.0
         # Per document: the updates that rebuild it (initial state, then every DocChanged).
         self.log: dict[str, list[bytes]] = {mf.DOC_NAME: [mf.base_state()]}
         self.open_link()
 
     def open_link(self) -> None:
-        self.link += 1
-        self.node.link_opened(self.link, False, "10.0.0.2", self.now, REMOTE_ID if self.authenticated else None)
+        """The peer (the fuzzer) connects anew."""
+        self.link = self.net.attach(self.node.listen, "10.0.0.2", REMOTE_ID if self.authenticated else None)
+
+    def reconnect(self, say_hello: bool = False) -> None:
+        """The link closes (the shell closes it after a refused frame; the
+        node may have closed it) and the peer comes back on a new one, where
+        it may say HELLO at once."""
+        if self.link in self.net.routes:
+            self.net.hang_up(self.link)
+        self.open_link()
+        if say_hello:
+            self.net.feed(self.link, hello())
 
     def snapshot(self) -> dict[str, tuple[str, bytes, int]]:
         return {name: (doc.text, doc.digest(), doc.pending_count()) for name, doc in self.node.documents.items()}
 
     def feed(self, frame: bytes) -> None:
-        self.now += 0.01
+        self.net.now += 0.01
         before = self.snapshot()
         try:
-            effects = self.node.receive(self.link, frame, self.now)
+            effects = self.net.feed(self.link, frame)
         except RemoteProtocolError:
             after = self.snapshot()
             assert after.keys() == before.keys(), f"a refused frame created {sorted(after.keys() - before.keys())}"
             for name, (text, digest, _) in before.items():
                 assert after[name][:2] == (text, digest), f"a refused frame changed document {name!r}"
-            # The shell closes the link; the peer comes back on a new one.
-            self.node.link_closed(self.link, self.now)
-            self.open_link()
+            self.reconnect()
             return
         msg = pw.decode(frame)  # it was accepted, so it decodes
         target = msg.name if isinstance(msg, (pw.Update, pw.SyncStep2)) else None
@@ -134,8 +136,7 @@ class Harness:
                 f"document {name!r} differs from what its DocChanged effects describe: {doc.text!r} != {replica.text!r}"
             )
         if any(isinstance(e, CloseLink) and e.link == self.link for e in effects):
-            self.node.link_closed(self.link, self.now)  # BYE, a HELLO from itself: the shell closes the link
-            self.open_link()
+            self.reconnect()  # BYE, a HELLO from itself: the network closed the link
 
 
 def hello(peer_id: bytes = REMOTE_ID, nonce: int = 3) -> bytes:
@@ -219,34 +220,25 @@ def test_reused_client_id_does_not_make_the_node_push_what_peers_refuse():
     against it, on every anti-entropy round, until A is banned."""
     a = Harness(0, authenticated=False)
     a.feed(hello())
-    # A second, ready link from A to its neighbour B.
-    a.node.link_opened(99, True, "10.0.0.9:7400", a.now)
-    a.node.receive(99, hello(peer_id=b"\x0b" * 16), a.now)
-    b = Harness(1, authenticated=False)
-    b.feed(hello(peer_id=b"\x0a" * 16))
-    pushed: list[bytes] = []
+    # A's neighbour B on the network, which fails the test if B refuses a frame from A.
+    b = a.net.add("127.0.0.1:2", seed=1, documents={mf.DOC_NAME: mf.fresh_document()})
+    a.net.link(a.node.listen, b.listen)
+    a.net.sent.clear()
     for update in (REUSED_ID_DASH, REUSED_ID_EMOJI):
         try:
-            effects = a.node.receive(a.link, pw.encode(pw.Update(mf.DOC_NAME, update)), a.now)
+            a.net.feed(a.link, pw.encode(pw.Update(mf.DOC_NAME, update)))
         except RemoteProtocolError:
             break  # refusing the second update is a fine answer
-        pushed += [e.data for e in effects if isinstance(e, SendPeer) and e.link == 99]
+    pushed = [m for frm, to, m in a.net.sent if (frm, to) == (a.node.listen, b.listen)]
     assert pushed, "A pushed nothing to its neighbour"
-    for frame in pushed:
-        try:
-            b.node.receive(b.link, frame, b.now)
-        except RemoteProtocolError as exc:
-            raise AssertionError(
-                f"peer B refuses what A pushed ({exc}): A integrated {pw.decode(frame)!r}; "
-                f"A's state vector {a.node.documents[mf.DOC_NAME].state_vector()}"
-            ) from None
 
 
 def test_hello_with_another_id_than_authenticated_is_refused():
     h = Harness(0, authenticated=True)
     before = h.snapshot()
+    h.net.now = 0.1
     try:
-        h.node.receive(h.link, hello(peer_id=b"\x09" * 16), 0.1)
+        h.net.feed(h.link, hello(peer_id=b"\x09" * 16))
     except RemoteProtocolError:
         pass
     else:
@@ -263,18 +255,17 @@ def test_memory_stays_bounded_under_garbage():
     h = Harness(0, authenticated=False)
     node = h.node
     doc = node.documents[mf.DOC_NAME]
-    node.receive(h.link, hello(), 0.0)
+    h.net.feed(h.link, hello())
     # Orphans: updates whose causes never arrive (the second and later of a
     # causal chain from clients the document has never seen).
     chain = mf.edits_on(mf.base_state(), 777_777, random.Random(5), 60, insert_only=True)
     orphans = chain[1:]
     seeds = [pw.encode(m) for m in mf.one_of_each_type()]
     named: set[str] = set()
-    now = 0.0
     tracemalloc.start()
     try:
         for i in range(6000):
-            now += 0.001
+            h.net.now += 0.001
             r = rng.random()
             if r < 0.3:
                 frame = pw.encode(pw.Update(mf.DOC_NAME, rng.choice(orphans)))
@@ -296,12 +287,11 @@ def test_memory_stays_bounded_under_garbage():
             elif isinstance(msg, pw.DocDigests):
                 named.update(name for name, _ in msg.entries)
             try:
-                node.receive(h.link, frame, now)
+                h.net.feed(h.link, frame)
             except RemoteProtocolError:
-                node.link_closed(h.link, now)
-                h.link += 1
-                node.link_opened(h.link, False, "10.0.0.2", now)
-                node.receive(h.link, hello(), now)
+                h.reconnect(say_hello=True)
+            if h.link not in h.net.routes:  # the node closed it (BYE, a HELLO from itself)
+                h.reconnect(say_hello=True)
             assert doc.pending_count() <= MAX_PENDING_UPDATES
             assert doc._pending_bytes <= MAX_PENDING_BYTES
             if i % 500 == 0:
@@ -321,12 +311,13 @@ def test_orphan_flood_fills_the_buffer_then_asks_for_a_resync():
     bound, and the node answers with a SyncStep1 (not an error, not growth)."""
     h = Harness(0, authenticated=False)
     node = h.node
-    node.receive(h.link, hello(), 0.0)
+    h.net.feed(h.link, hello())
     doc = node.documents[mf.DOC_NAME]
     chain = mf.edits_on(mf.base_state(), 888_888, random.Random(9), MAX_PENDING_UPDATES + 20, insert_only=True)
     resyncs = 0
     for i, update in enumerate(chain[1:]):
-        effects = node.receive(h.link, pw.encode(pw.Update(mf.DOC_NAME, update)), i * 0.001)
+        h.net.now = i * 0.001
+        effects = h.net.feed(h.link, pw.encode(pw.Update(mf.DOC_NAME, update)))
         assert doc.pending_count() <= MAX_PENDING_UPDATES
         for effect in effects:
             if hasattr(effect, "data") and isinstance(pw.decode(effect.data), pw.SyncStep1):
@@ -341,13 +332,12 @@ def test_malformed_awareness_is_refused_by_the_node():
     must raise RemoteProtocolError (so the shell counts a strike), not be
     passed on to the shell as an ``AwarenessIn`` effect."""
     h = Harness(0, authenticated=False)
-    h.node.receive(h.link, hello(), 0.0)
+    h.net.feed(h.link, hello())
+    h.net.now = 0.1
     for payload in (b"\xba\x06", b"\x01\x0b\x01\x05{", b"\x01", b"\x00trailing"):
         try:
-            effects = h.node.receive(h.link, pw.encode(pw.Awareness(mf.DOC_NAME, payload)), 0.1)
+            effects = h.net.feed(h.link, pw.encode(pw.Awareness(mf.DOC_NAME, payload)))
         except RemoteProtocolError:
-            h.node.link_closed(h.link, 0.1)
-            h.open_link()
-            h.node.receive(h.link, hello(), 0.1)
+            h.reconnect(say_hello=True)
             continue
         raise AssertionError(f"malformed awareness {payload!r} accepted, effects {effects!r}")
