@@ -49,6 +49,7 @@ from join import row_join
 from load import row_load
 from processes import Peer, free_port
 from relay import row_relay_cpu, row_relay_saturation
+from replay import row_replay
 from rounds import row_rounds
 from yclient import YClient, read_varuint, wait_for
 
@@ -350,6 +351,7 @@ def main() -> int:
         rows.append(row_join(work, 500))
         if not quick:
             rows.append(row_join(work, 10_000))
+        rows.append(row_replay(work, 30_000 if quick else None))
         rows.append(row_relay_cpu(work, 1000 if quick else 3000))
         rows.append(row_relay_saturation(work, 8 if quick else 20))
         rows.append(row_idle(work, 200 if quick else 1000, 5 if quick else 20))

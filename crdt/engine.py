@@ -51,8 +51,10 @@ from crdt.node import Config, Node
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send
 from crdt.session import Effect as SessionEffect
 
-# Frames from one browser handled in one batch at most.
-INBOX_BATCH = 1024
+# Frames from one browser handled in one batch at most: well under what a
+# document may hold waiting (MAX_PENDING_UPDATES), so that a batch of updates
+# that all wait for their causes pauses the browser instead of overflowing.
+INBOX_BATCH = 256
 # Backpressure (rule 6): a browser with this many updates waiting for their
 # causes is not read from until they come (reading resumes below half of it);
 # one whose causes have not come after RESYNC_AFTER seconds is resynchronised
@@ -248,7 +250,9 @@ class Engine:
         browser.inbox.append(data)
         if len(browser.inbox) == 1:
             self._to_read.append(conn)
-        elif len(browser.inbox) >= INBOX_BATCH:
+        # A browser already waiting for causes is read in small batches: the
+        # pause (rule 6) must come before it sends more than can wait.
+        elif len(browser.inbox) >= (PAUSE_PENDING if conn in self._held.get(browser.name, ()) else INBOX_BATCH):
             return self._read(conn, now)
         return []
 

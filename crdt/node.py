@@ -207,8 +207,9 @@ class Node:
         return self.antientropy.created(now)
 
     def local_change(self, name: str, update: bytes, origin: object, now: float) -> list[Effect]:
-        """A change integrated here (from a browser or a local edit): push it."""
-        return self.push.push(name, update, origin, now)
+        """A change integrated here (from a browser or a local edit): push
+        it, and read again from links whose waiting updates it let in."""
+        return self.replicas.resume(name) + self.push.push(name, update, origin, now)
 
     def local_awareness(
         self, name: str, update: bytes, exclude: LinkId | None = None, now: float = 0.0

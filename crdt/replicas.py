@@ -130,11 +130,15 @@ class Replicas:
             self._paused[link.id] = (name, now)
             applied.effects.append(PauseLink(link.id))
         if applied.changes and self._paused:
-            applied.effects += self._resume(name, doc)
+            applied.effects += self.resume(name)
         return applied
 
-    def _resume(self, name: str, doc: Document) -> list[Effect]:
-        """(4) Links whose waiting updates a change let in."""
+    def resume(self, name: str) -> list[Effect]:
+        """(4) Links whose waiting updates a change of *name* let in, from
+        a link or from this peer's browsers."""
+        doc = self.documents.get(name)
+        if doc is None or not self._paused:
+            return []
         effects: list[Effect] = []
         for link_id, (paused_on, _) in list(self._paused.items()):
             if paused_on == name and doc.pending_count_from(peer_origin(link_id)) < PAUSE_PENDING // 2:

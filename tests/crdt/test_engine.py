@@ -9,6 +9,7 @@ from pycrdt import Doc, Text
 
 from crdt import peerwire as pw
 from crdt import ywire
+from crdt.document import MAX_PENDING_UPDATES
 from crdt.effects import PauseLink, ResumeLink, SendPeer
 from crdt.engine import (
     PAUSE_PENDING,
@@ -114,6 +115,43 @@ def test_a_link_ahead_of_its_causes_is_paused_then_resumed():
     effects = e.peer_frame(6, pw.encode(pw.Update("d", updates[0])), now)
     assert ResumeLink(5) in effects
     assert e.documents["d"].text == final
+
+
+def test_a_link_waiting_for_causes_a_browser_brings_is_resumed_at_once():
+    e = engine()
+    e.link_opened(5, False, "b", 0.0)
+    e.peer_frame(5, pw.encode(pw.Hello(pw.VERSION, b"\x02" * 16, "b:1", 9)), 0.0)
+    updates, final = typing(LINK_PAUSE + 4)
+    effects = []
+    for update in updates[1:]:
+        effects += e.peer_frame(5, pw.encode(pw.Update("d", update)), 0.0)
+    assert PauseLink(5) in effects
+    # The cause is typed here (the same person in a browser of this peer):
+    # the link is read again now, not when stuck_after runs out.
+    browser, _ = e.connect("d", 0.1)
+    e.frame(browser, ywire.encode_sync_update(updates[0]), 0.1)
+    effects = run(e, 0.1)
+    assert ResumeLink(5) in effects
+    assert e.documents["d"].text == final
+
+
+def test_a_long_burst_ahead_of_its_causes_pauses_the_browser_before_anything_overflows():
+    """A browser that sends more updates than a document may hold waiting,
+    all ahead of their causes, in one burst (the shell reads frames as they
+    come until told to pause)."""
+    e = engine()
+    ahead, _ = e.connect("d", 0.0)
+    updates, _ = typing(MAX_PENDING_UPDATES + 200)
+    effects: list = []
+    for update in updates[1:]:
+        effects += e.frame(ahead, ywire.encode_sync_update(update), 0.0)
+        if PauseBrowser(ahead) in effects:
+            break
+    effects += run(e, 0.0)
+    assert PauseBrowser(ahead) in effects, "never paused"
+    resynced_or_closed = [x for x in effects if isinstance(x, (SendBrowser, CloseBrowser)) and x.conn == ahead]
+    assert not resynced_or_closed
+    assert e.documents["d"].pending_count() < MAX_PENDING_UPDATES
 
 
 def test_a_link_whose_causes_never_come_is_asked_for_a_diff_not_closed():

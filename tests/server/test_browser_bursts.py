@@ -9,6 +9,7 @@ from pycrdt import Doc, Text
 from waiting import wait_for
 
 from crdt import ywire
+from crdt.engine import INBOX_BATCH
 from crdt.session import merge_update_frames
 from crdt.yupdate import parse_update
 from server.keys import RUNTIME
@@ -32,13 +33,13 @@ async def test_a_burst_is_stored_and_sent_on_as_one_update(client):
     writer = runtime.attach("burst", wants_acks=True)
     reader = runtime.attach("burst", wants_acks=False)
     reader.outbox.frames.clear()  # its handshake
-    frames, final = typing(300)
+    frames, final = typing(INBOX_BATCH - 1)
     for frame in frames:  # no await between: all of them were read together
         runtime.receive(writer, frame)
     assert session.document.text == ""  # handled once the reader yields
     await wait_for(lambda: writer.acked == len(frames), what="every frame acknowledged")
     assert session.document.text == final
-    # The 300 keystrokes are one update, stored once and sent once; besides
+    # The keystrokes are one update, stored once and sent once; besides
     # it goes the record of who client 9 is (once, for a new author).
     sent = [_update(f) for f in reader.outbox.frames]
     assert all(f[:2] == b"\x00\x02" for f in reader.outbox.frames)
