@@ -38,7 +38,10 @@ async def profile(edits: int) -> None:
             profiler.enable()
             for frame in frames:
                 runtime.receive(conn, frame)
-            await asyncio.sleep(0)  # the last batch is handled once the reader yields
+            deadline = time.monotonic() + 60
+            while conn.acked < len(frames):  # the last batch is handled once this task yields
+                assert time.monotonic() < deadline, "the frames were not all handled"
+                await asyncio.sleep(0.001)
             profiler.disable()
             elapsed = time.perf_counter() - start
             assert session.document.text == final

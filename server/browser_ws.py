@@ -55,8 +55,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Request) -> None:
     runtime = request.app[RUNTIME]
+    readable = conn.readable  # cleared while the peer waits for the causes of this browser's updates
     while conn.close_reason is None:
-        await conn.readable.wait()  # cleared while the peer waits for the causes of this browser's updates
+        if not readable.is_set():
+            await readable.wait()
         msg = await ws.receive()
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             break

@@ -125,12 +125,13 @@ class Runtime:
         self._acks_pending: set[Connection] = set()
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it started on
         self._stopping = False
 
     # -- life cycle --------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.store_thread = StoreThread(self._open_store(), loop, self._on_durable)
         self.store_thread.start()
         infos, logs = await self.store_thread.call(_load_all)
@@ -207,7 +208,7 @@ class Runtime:
         return self.core.frames_refused
 
     def now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return (self._loop or asyncio.get_running_loop()).time()
 
     def wall(self) -> float:
         """Seconds since the epoch (UTC): the times the history records."""
@@ -256,8 +257,11 @@ class Runtime:
     def _arm(self) -> None:
         if self._stopping or self.engine is None:
             return
-        loop = asyncio.get_running_loop()
-        when = self.engine.next_deadline(loop.time())
+        loop = self._loop or asyncio.get_running_loop()
+        now = loop.time()
+        if self._timer is not None and self._timer.when() <= now:
+            return  # due already: it re-arms when it fires (a burst of frames asks once)
+        when = self.engine.next_deadline(now)
         if self._dirty:
             when = min(when, self._lengths_due)
         if self._timer is not None:

@@ -70,6 +70,42 @@ def test_shuffled_batches_wait_for_their_causes() -> None:
         assert replay.text == final
 
 
+def test_bursts_that_wait_overlap_or_delete_give_the_same_result_as_one_by_one() -> None:
+    """Bursts long enough to be tried merged: out of order (some wait),
+    resent in part (they overlap what is here), and with deletions."""
+    source = Doc(client_id=7)
+    text = source.get(TEXT_NAME, type=Text)
+    log: list[bytes] = []
+    source.observe(lambda event: log.append(bytes(event.update)))
+    rng = random.Random(3)
+    for i in range(300):
+        if len(text) > 5 and i % 4 == 0:
+            start = rng.randrange(len(text) - 2)
+            del text[start : start + 2]
+        else:
+            text.insert(rng.randrange(len(text) + 1), "xyz"[i % 3])
+    final = str(text)
+    for seed in range(5):
+        rng = random.Random(seed)
+        doc = Document("burst", client_id=1)
+        stored: list[bytes] = []
+        i = 0
+        while i < len(log):
+            size = rng.randrange(8, 40)
+            burst = log[max(0, i - rng.randrange(0, 10)) : i + size]  # starts inside what was sent
+            if rng.random() < 0.3:
+                burst = burst[::-1]
+            changes, error = doc.receive_many(burst, origin="peer")
+            assert error is None
+            stored += [c.update for c in changes]
+            i += size
+        assert doc.pending_count() == 0
+        assert doc.text == final
+        replay = Document("replay", client_id=2)
+        replay.load(stored)
+        assert replay.text == final
+
+
 def test_session_batch_sends_one_frame_to_the_others_and_keeps_message_order() -> None:
     log, final = typing(20)
     session = DocumentSession(Document("s", client_id=1))
