@@ -10,9 +10,9 @@ here, so the simulator (``tests/sim``) runs all of it.
 Rules kept here:
 
 1. Frames that arrive from one browser before the engine next runs are
-   handled together: each is checked on its own, consecutive updates become
-   one change (one store write, one push, one frame to the other browsers).
-   A refused frame closes that connection; the frames before it still count.
+   handled together (``crdt.browsers``): each is checked on its own,
+   consecutive updates become one change (one store write, one push, one
+   frame to the other browsers).
 2. Every change, whoever made it, goes one way: to the store, to the other
    browsers of the document, and into the push batch. The batch is pushed
    when the engine next runs, the changes of one document from one origin
@@ -20,30 +20,32 @@ Rules kept here:
    merge is causal). Changes from peers reach the browsers the same way:
    all those of one turn as one frame per browser, sent before anything
    sent at once afterwards.
-3. A browser is told its frames are processed (:class:`Acknowledge`) only
-   once none of its updates waits for its causes; the shell then says
-   "saved" when the store has them on disk.
+3. A browser is told its frames are processed (``Acknowledge``) only once
+   none of its updates waits for its causes (``crdt.browsers``); the shell
+   then says "saved" when the store has them on disk.
 4. Cursors that came through a link are dropped when the link is lost,
    unless a shuffle closed it (its peer is alive); every cursor not renewed
    in time expires.
 5. What browsers of this peer type is grouped into editing sessions, which
    become versions in the history (``crdt.history``).
-6. Backpressure instead of disconnects: a browser that runs ahead of the
-   causes of its updates is not read from until they arrive; if they do not
-   come in time, or its updates cannot wait, it is resynchronised in-band
-   (the y-websocket protocol lets the peer send sync step 1 at any time).
+6. Backpressure instead of disconnects (``crdt.browsers``): a browser that
+   runs ahead of the causes of its updates is not read from until they
+   arrive; if they do not come in time, or its updates cannot wait, it is
+   resynchronised in-band (the y-websocket protocol lets the peer send sync
+   step 1 at any time).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pycrdt import merge_updates
 
-from crdt import history, ywire
-from crdt.document import BufferFull, Change, Document, DocumentTooLarge
+from crdt import history
+from crdt.browsers import BrowserEffect, BrowserId, Browsers, SendBrowser
+from crdt.document import Change, Document
 from crdt.effects import AwarenessIn, DocChanged, DocCreated, LinkId, LinkLost
 from crdt.effects import Effect as NodeEffect
 from crdt.errors import MeshpadError, RemoteProtocolError
@@ -51,46 +53,9 @@ from crdt.node import Config, Node
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send
 from crdt.session import Effect as SessionEffect
 
-# Frames from one browser handled in one batch at most: well under what a
-# document may hold waiting (MAX_PENDING_UPDATES), so that a batch of updates
-# that all wait for their causes pauses the browser instead of overflowing.
-INBOX_BATCH = 256
-# Backpressure (rule 6): a browser with this many updates waiting for their
-# causes is not read from until they come (reading resumes below half of it);
-# one whose causes have not come after RESYNC_AFTER seconds is resynchronised
-# in-band (its waiting updates dropped, a sync step 1 sent), never closed.
-PAUSE_PENDING = 16
-RESYNC_AFTER = 3.0
 # How often cursors that were not renewed are swept away.
 AWARENESS_SWEEP_SECONDS = 5.0
 
-BrowserId = int
-_STEP2 = bytes([ywire.MESSAGE_SYNC, ywire.SYNC_STEP2])
-
-
-@dataclass(frozen=True, slots=True)
-class SendBrowser:
-    conn: BrowserId
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CloseBrowser:
-    conn: BrowserId
-    reason: str
-    code: int | None = None  # None: 1008 for a protocol error, else 1000
-
-
-@dataclass(frozen=True, slots=True)
-class PauseBrowser:
-    """Stop reading from this browser (rule 6)."""
-
-    conn: BrowserId
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeBrowser:
-    conn: BrowserId
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,26 +76,7 @@ class Created:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Acknowledge:
-    """The first *frames* frames of a browser connection are integrated: once
-    what was written to the store before this effect is on disk, say so."""
-
-    conn: BrowserId
-    frames: int
-
-
-Effect = NodeEffect | SendBrowser | CloseBrowser | PauseBrowser | ResumeBrowser | Store | Created | Acknowledge
-
-
-@dataclass(slots=True)
-class _Browser:
-    name: str
-    inbox: list[bytes] = field(default_factory=list)
-    received: int = 0  # frames handled
-    # (6) Resynchronised: some of its updates were dropped, so nothing is
-    # acknowledged until its answer (a sync step 2, which carries them) is in.
-    resyncing: bool = False
+Effect = NodeEffect | BrowserEffect | Store | Created
 
 
 class Engine:
@@ -153,21 +99,24 @@ class Engine:
         self.sessions: dict[str, DocumentSession] = {}
         self.recorders: dict[str, history.Recorder] = {}
         self.histories: dict[str, history.History] = {}
-        self.browsers: dict[BrowserId, _Browser] = {}
-        self._next_browser = 0
-        self._to_read: list[BrowserId] = []  # browsers with frames waiting (rule 1)
-        self._held: dict[str, set[BrowserId]] = {}  # (3) per document, browsers with updates waiting
-        self._paused: dict[BrowserId, float] = {}  # (6) browsers not read from, since when
+        self.browsers = Browsers(self.session, self._session_effects)
         self._to_push: dict[tuple[str, object], list[bytes]] = {}  # (document, origin) -> updates (rule 2)
         self._holding: set[str] = set()  # documents whose sessions hold changes from peers (rule 2)
         self._next_sweep: float | None = None
         self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
         self._node_touched = True  # the node was called since _node_due was read
-        self.frames_refused = 0
 
     @property
     def peer_hex(self) -> str:
         return self.node.peer_id.hex()
+
+    @property
+    def frames_refused(self) -> int:
+        return self.browsers.frames_refused
+
+    @frames_refused.setter
+    def frames_refused(self, value: int) -> None:
+        self.browsers.frames_refused = value
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -236,104 +185,19 @@ class Engine:
     def connect(self, name: str, now: float) -> tuple[BrowserId, list[Effect]]:
         """A browser opened *name* (made if new): its id and the first frames."""
         effects = [] if name in self.node.documents else self.create(name, now)
-        self._next_browser += 1
-        conn = self._next_browser
-        self.browsers[conn] = _Browser(name)
+        conn = self.browsers.open(name)
         return conn, effects + self._session_effects(name, self.session(name).connect(conn), now)
 
     def frame(self, conn: BrowserId, data: bytes, now: float) -> list[Effect]:
         """One frame from a browser: taken with the others that came with it
         when the engine next runs (rule 1)."""
-        browser = self.browsers.get(conn)
-        if browser is None:
-            return []
-        browser.inbox.append(data)
-        if len(browser.inbox) == 1:
-            self._to_read.append(conn)
-        # A browser already waiting for causes is read in small batches: the
-        # pause (rule 6) must come before it sends more than can wait.
-        elif len(browser.inbox) >= (PAUSE_PENDING if conn in self._held.get(browser.name, ()) else INBOX_BATCH):
-            return self._read(conn, now)
-        return []
+        return self.browsers.frame(conn, data, now)
 
     def disconnect(self, conn: BrowserId, now: float) -> list[Effect]:
-        effects = self._read(conn, now)  # what was read before it closed still counts
-        browser = self.browsers.pop(conn, None)
+        browser, effects = self.browsers.close(conn, now)
         if browser is None:
             return effects
-        self._held.get(browser.name, set()).discard(conn)
-        self._paused.pop(conn, None)
         return effects + self._session_effects(browser.name, self.session(browser.name).disconnect(conn), now)
-
-    def _read(self, conn: BrowserId, now: float) -> list[Effect]:
-        browser = self.browsers.get(conn)
-        if browser is None or not browser.inbox:
-            return []
-        frames, browser.inbox = browser.inbox, []
-        session = self.session(browser.name)
-        found, error = session.receive_many(conn, frames)
-        effects = self._session_effects(browser.name, found, now)
-        browser.received += len(frames)
-        if browser.resyncing and error is None and any(f[:2] == _STEP2 for f in frames):
-            browser.resyncing = False
-        if isinstance(error, BufferFull):
-            # (6) Its updates cannot all wait: ask it for an exact diff
-            # instead of closing it.
-            effects += self._resync(conn, now)
-        elif error is not None:
-            self.frames_refused += 1
-            browser.received -= len(frames)
-            if isinstance(error, DocumentTooLarge):
-                return [*effects, CloseBrowser(conn, str(error), ywire.CLOSE_TOO_LARGE)]
-            return [*effects, CloseBrowser(conn, f"protocol error: {error}")]
-        waiting = session.document.pending_count_from(conn)
-        if waiting:
-            self._held.setdefault(browser.name, set()).add(conn)
-            if waiting >= PAUSE_PENDING and conn not in self._paused:
-                self._paused[conn] = now
-                effects.append(PauseBrowser(conn))
-        else:
-            self._held.get(browser.name, set()).discard(conn)
-            if not browser.resyncing:
-                effects.append(Acknowledge(conn, browser.received))
-        return effects
-
-    def _resync(self, conn: BrowserId, now: float) -> list[Effect]:
-        """(6) Drop what the browser has waiting and ask it for what this
-        replica lacks: its answer (sync step 2) carries every cause."""
-        browser = self.browsers.get(conn)
-        if browser is None:
-            return []
-        doc = self.session(browser.name).document
-        doc.drop_pending(conn)
-        browser.resyncing = True
-        self._held.get(browser.name, set()).discard(conn)
-        effects: list[Effect] = [SendBrowser(conn, ywire.encode_sync_step1(doc.encode_state_vector()))]
-        if self._paused.pop(conn, None) is not None:
-            effects.append(ResumeBrowser(conn))
-        return effects
-
-    def _release(self, name: str) -> list[Effect]:
-        """(3) Browsers whose held updates a change of *name* let in."""
-        held = self._held.get(name)
-        if not held:
-            return []
-        doc = self.node.documents[name]
-        effects: list[Effect] = []
-        for conn in sorted(held):
-            browser = self.browsers.get(conn)
-            if browser is None:
-                held.discard(conn)
-                continue
-            waiting = doc.pending_count_from(conn)
-            if conn in self._paused and waiting < PAUSE_PENDING // 2:
-                del self._paused[conn]
-                effects.append(ResumeBrowser(conn))
-            if not waiting:
-                held.discard(conn)
-                if not browser.resyncing:
-                    effects.append(Acknowledge(conn, browser.received))
-        return effects
 
     # -- peers -------------------------------------------------------------------
 
@@ -361,11 +225,7 @@ class Engine:
     def tick(self, now: float) -> list[Effect]:
         """Run what is due: the frames read (rule 1), the push batch (rule 2),
         the node's timers, the cursor sweep, the sessions that ended."""
-        effects: list[Effect] = []
-        while self._to_read:
-            reading, self._to_read = self._to_read, []
-            for conn in reading:
-                effects += self._read(conn, now)
+        effects: list[Effect] = self.browsers.read_all(now)
         if now >= self._node_due:
             effects += self._node_effects(self.node.tick(now), now)
         if self._next_sweep is None:
@@ -374,8 +234,7 @@ class Engine:
             self._next_sweep = now + AWARENESS_SWEEP_SECONDS
             for name, session in list(self.sessions.items()):
                 effects += self._session_effects(name, session.expire_remote(now), now)
-        for conn in [c for c, since in self._paused.items() if now - since >= RESYNC_AFTER]:
-            effects += self._resync(conn, now)
+        effects += self.browsers.tick(now)
         wall = self.wall()
         for name in [n for n, r in self.recorders.items() if r.due(wall)]:
             effects += self.end_session(name, now)
@@ -400,7 +259,7 @@ class Engine:
         return effects
 
     def next_deadline(self, now: float) -> float:
-        if self._to_read or self._to_push or self._holding:
+        if self.browsers.to_read or self._to_push or self._holding:
             return now
         if self._node_touched:
             self._node_due = self.node.next_deadline(now)
@@ -408,8 +267,7 @@ class Engine:
         soonest = self._node_due
         if self._next_sweep is not None:
             soonest = min(soonest, max(now, self._next_sweep))
-        for since in self._paused.values():
-            soonest = min(soonest, since + RESYNC_AFTER)
+        soonest = min(soonest, self.browsers.next_deadline())
         if self.recorders:
             wall = self.wall()
             for recorder in self.recorders.values():
@@ -451,7 +309,7 @@ class Engine:
         session = self.sessions.get(name)
         if session is None:
             self._queue_push(name, change.origin, change.update)
-            return [Store(name, change.update, _from_peer(change.origin)), *self._release(name)]
+            return [Store(name, change.update, _from_peer(change.origin)), *self.browsers.release(name)]
         self._holding.add(name)  # sent to its browsers with the others of this turn, at the flush
         return self._session_effects(name, session.changed([change], hold=True), now)
 
@@ -472,7 +330,7 @@ class Engine:
                 self._queue_push(name, effect.origin, effect.update)
                 if isinstance(effect.origin, int):  # (5) typed in a browser of this peer
                     out += self._note(name, effect.origin, effect.update, now)
-                out += self._release(name)
+                out += self.browsers.release(name)
             elif isinstance(effect, AwarenessOut):
                 exclude = effect.via[1] if isinstance(effect.via, tuple) else None
                 self._node_touched = True

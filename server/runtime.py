@@ -24,9 +24,10 @@ from typing import Protocol
 
 from crdt import history as hist
 from crdt import ywire
+from crdt.browsers import Acknowledge, CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.document import Document
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.engine import Acknowledge, CloseBrowser, Created, Effect, Engine, PauseBrowser, ResumeBrowser, SendBrowser
+from crdt.engine import Created, Effect, Engine
 from crdt.engine import Store as StoreChange
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name

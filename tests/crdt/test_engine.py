@@ -9,19 +9,18 @@ from pycrdt import Doc, Text
 
 from crdt import peerwire as pw
 from crdt import ywire
-from crdt.document import MAX_PENDING_UPDATES
-from crdt.effects import PauseLink, ResumeLink, SendPeer
-from crdt.engine import (
+from crdt.browsers import (
     PAUSE_PENDING,
     RESYNC_AFTER,
     Acknowledge,
     CloseBrowser,
-    Engine,
     PauseBrowser,
     ResumeBrowser,
     SendBrowser,
-    Store,
 )
+from crdt.document import MAX_PENDING_UPDATES
+from crdt.effects import PauseLink, ResumeLink, SendPeer
+from crdt.engine import Engine, Store
 from crdt.replicas import PAUSE_PENDING as LINK_PAUSE
 
 

@@ -9,7 +9,7 @@ from pycrdt import Doc, Text
 from waiting import wait_for
 
 from crdt import ywire
-from crdt.engine import INBOX_BATCH
+from crdt.browsers import INBOX_BATCH
 from crdt.session import merge_update_frames
 from crdt.yupdate import parse_update
 from server.keys import RUNTIME

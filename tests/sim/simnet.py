@@ -28,9 +28,10 @@ from nodenet import Routes, Timeline
 from pycrdt import Doc, Text
 
 from crdt import history, ywire
+from crdt.browsers import PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.document import Document
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.engine import Created, Engine, PauseBrowser, ResumeBrowser, SendBrowser, Store
+from crdt.engine import Created, Engine, Store
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.ytext import utf8_offset
