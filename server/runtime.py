@@ -1,7 +1,8 @@
 """The peer's runtime: the shell around ``crdt.engine``. It loads the
 documents, performs the engine's effects (one ``perform``), arms its one
 timer, and keeps what only a shell can: the store thread, the catalog of
-documents, and each browser connection's outbox and acknowledgements.
+documents (``server.catalog``), and each browser connection's outbox and
+acknowledgements.
 
 Every browser connection has a bounded outbox drained by its own writer;
 when the outbox is full the connection is closed (the client resynchronises
@@ -25,15 +26,15 @@ from typing import Protocol
 from crdt import history as hist
 from crdt import ywire
 from crdt.browsers import Acknowledge, CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
-from crdt.document import Document
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
 from crdt.engine import Created, Effect, Engine
 from crdt.engine import Store as StoreChange
-from crdt.errors import MeshpadError, StoreError, is_crdt_error
+from crdt.errors import MeshpadError, StoreError
 from crdt.names import validate_name
 from crdt.node import Config, Node
 from crdt.session import DocumentSession, merge_update_frames
-from crdt.store import DocumentInfo, Store, Write
+from crdt.store import DocumentInfo, Store
+from server.catalog import LENGTHS_EVERY, Catalog, load_all
 from server.outbox import Outbox
 from server.storage import StoreThread
 
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 # Frames waiting to be written to one browser. A browser that falls this far
 # behind is disconnected; on reconnect it gets one sync instead of a backlog.
 OUTBOX_LIMIT = 4096
-
-
-# Seconds between two refreshes of the stored lengths of changed documents.
-LENGTHS_EVERY = 1.0
 
 
 class DocumentExists(MeshpadError):
@@ -118,10 +115,10 @@ class Runtime:
         self.store_thread: StoreThread | None = None
         self.engine: Engine | None = None
         self.network: Network | None = None
-        self.catalog: dict[str, DocumentInfo] = {}
-        self.damaged: dict[str, str] = {}
+        self.documents = Catalog(clock)
+        self.catalog = self.documents.rows
+        self.damaged = self.documents.damaged
         self.connections: dict[int, Connection] = {}
-        self._dirty: set[str] = set()  # documents whose stored length is stale
         self._lengths_due = 0.0  # loop time when the next stale lengths are stored
         self._acks_pending: set[Connection] = set()
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -135,28 +132,8 @@ class Runtime:
         loop = self._loop = asyncio.get_running_loop()
         self.store_thread = StoreThread(self._open_store(), loop, self._on_durable)
         self.store_thread.start()
-        infos, logs = await self.store_thread.call(_load_all)
-        documents: dict[str, Document] = {}
-        for info in infos:
-            self.catalog[info.name] = info
-            loaded = logs[info.name]
-            if isinstance(loaded, StoreError):
-                self.damaged[info.name] = str(loaded)
-                log.error("document %r cannot be read and will not be replicated: %s", info.name, loaded)
-                continue
-            doc = Document(info.name, new_client_id())
-            try:
-                doc.load(loaded)
-            except BaseException as exc:  # pycrdt panics are BaseExceptions
-                if not is_crdt_error(exc):
-                    raise
-                self.damaged[info.name] = f"{self.store_path()}: document {info.name!r} does not decode: {exc}"
-                log.error("%s", self.damaged[info.name])
-                continue
-            documents[info.name] = doc
-            length = len(doc.text)  # the stored length rides with later commits: a crash can leave it stale
-            if length != info.length:
-                self.catalog[info.name] = DocumentInfo(info.name, length, info.created_at, info.updated_at)
+        infos, logs = await self.store_thread.call(load_all)
+        documents = self.documents.load(infos, logs, self.store_path(), new_client_id)
         self.engine = Engine(
             self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._clock,
             self._config, documents, self._session_gap,
@@ -263,7 +240,7 @@ class Runtime:
         if self._timer is not None and self._timer.when() <= now:
             return  # due already: it re-arms when it fires (a burst of frames asks once)
         when = self.engine.next_deadline(now)
-        if self._dirty:
+        if self.documents.dirty:
             when = min(when, self._lengths_due)
         if self._timer is not None:
             if self._timer.when() <= when:
@@ -325,57 +302,23 @@ class Runtime:
         return self.core.recorders
 
     def _register(self, name: str) -> None:
-        now = self._clock()
-        self.catalog[name] = DocumentInfo(name, 0, now, now)
-        self.store.write(Write(name, at=now))
+        self.documents.register(self.store, name)
 
     def info(self, name: str) -> DocumentInfo:
-        """What the documents list shows. The last change is the time the
-        history gives (the same on every peer): this peer's open editing
-        session, else the newest version; the time the change reached this
-        peer only for a document without versions."""
-        info = self.catalog[name]
-        doc = self.core.documents.get(name)
-        if doc is None:
-            return info
-        length = len(doc.text) if name in self._dirty else info.length
-        changed = info.updated_at
-        recorder = self.core.recorders.get(name)
-        if recorder is not None and recorder.session is not None:
-            changed = recorder.session.last
-        else:
-            versions = self.history(name).versions()
-            if versions:
-                changed = versions[0].at
-        return DocumentInfo(name, length, info.created_at, changed)
+        """What the documents list shows (``server.catalog``)."""
+        return self.documents.info(name, self.core.documents, self.core.recorders, self.history)
 
     def _store(self, name: str, update: bytes, urgent: bool) -> None:
-        if name not in self.catalog:
-            self._register(name)
-        now = self._clock()
-        self.store.write(Write(name, update, at=now), urgent)
-        info = self.catalog[name]
-        self.catalog[name] = DocumentInfo(name, info.length, info.created_at, now)
-        self._dirty.add(name)
+        self.documents.changed(self.store, name, update, urgent)
 
     def _flush_lengths(self) -> None:
         """Store the new length of changed documents, at most every
-        LENGTHS_EVERY seconds (reading the text is O(length), too dear to do
-        per edit; the documents list reads it live meanwhile)."""
-        if not self._dirty:
+        LENGTHS_EVERY seconds."""
+        if not self.documents.dirty:
             return
         if self.engine is not None and not self._stopping:
             self._lengths_due = self.now() + LENGTHS_EVERY
-        now = self._clock()
-        for name in self._dirty:
-            doc = self.core.documents.get(name)
-            if doc is None:
-                continue
-            length = len(doc.text)
-            info = self.catalog[name]
-            self.catalog[name] = DocumentInfo(name, length, info.created_at, info.updated_at)
-            self.store.write(Write(name, length=length, at=now), urgent=False)  # rides with the next commit
-        self._dirty.clear()
+        self.documents.flush_lengths(self.store, self.core.documents)
 
     async def durable(self) -> None:
         """Return once every write queued so far is on disk."""
@@ -446,15 +389,3 @@ class Runtime:
             conn.send(ywire.encode_saved(top))
         if not conn.waiting:
             self._acks_pending.discard(conn)
-
-
-def _load_all(store: Store) -> tuple[list[DocumentInfo], dict[str, list[bytes] | StoreError]]:
-    """Every document's stored updates (run on the store thread)."""
-    infos = store.documents()
-    logs: dict[str, list[bytes] | StoreError] = {}
-    for info in infos:
-        try:
-            logs[info.name] = store.load(info.name)
-        except StoreError as exc:
-            logs[info.name] = exc
-    return infos, logs
