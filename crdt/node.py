@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from crdt import peerwire as pw
 from crdt.antientropy import AntiEntropy
+from crdt.config import Config
 from crdt.document import Change, Document
 from crdt.effects import (
     AwarenessIn,
@@ -55,7 +55,8 @@ from crdt.effects import (
 from crdt.errors import RemoteProtocolError
 from crdt.links import Link, Links
 from crdt.liveness import Liveness
-from crdt.membership import Backoff, Membership
+from crdt.membership import Membership
+from crdt.peerrows import PeerRow, peer_rows
 from crdt.pushtree import MAX_MISSING_IDS, PushTree
 from crdt.replicas import Replicas
 
@@ -77,51 +78,6 @@ __all__ = [
 ]
 _MAX_MISSING_IDS = MAX_MISSING_IDS
 _MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Timing and sizing of the protocol. The defaults suit a LAN or loopback;
-    every duration is in seconds."""
-
-    active_target: int = 5  # links this peer keeps open (dials while below, sheds one per shuffle above)
-    active_max: int = 8  # inbound links beyond this are refused with a peer sample
-    known_limit: int = 256  # addresses remembered (the passive view)
-    ping_interval: float = 1.0  # a link that sent nothing this long gets a PING
-    suspect_after: float = 2.5  # silence before a link is shown as suspected
-    dead_after: float = 5.0  # silence before a link is closed and replaced
-    ae_interval: float = 1.0  # one anti-entropy round this often (a "round" of gossip)
-    ae_fanout: int = 1  # links that get our digest each round (the next ones of the current pass)
-    exchange_interval: float = 10.0  # peer exchange with one random link this often
-    shuffle_interval: float = 30.0  # one link replaced by one to a random known peer this often
-    stuck_after: float = 2.0  # an update waiting this long for its causes triggers a sync
-    sync_timeout: float = 10.0  # a document's sync on a link counts as under way this long at most
-    fetch_window: int = 32  # documents asked for on one link and not yet answered, at most (catching up)
-    hello_timeout: float = 5.0  # a link that has not said HELLO by then is closed
-    lazy_interval: float = 0.2  # IHAVEs for the lazy links are sent in batches this often
-    graft_after: float = 0.1  # what an IHAVE named and has not come by then is asked for (GRAFT)
-    swap_after: float = 0.05  # an UPDATE this much later than an IHAVE naming it: the lazy link is the faster path
-    backoff: Backoff = field(default_factory=Backoff)
-    push: bool = True  # False leaves spreading to anti-entropy alone (to measure it)
-
-
-@dataclass(frozen=True, slots=True)
-class PeerRow:
-    """One row of the Peers page: a link, or a known peer with no link."""
-
-    id: str | None
-    address: str
-    state: str  # connected, suspected, connecting, down
-    push: str | None  # eager, lazy (links only)
-    direction: str | None  # inbound, outbound (links only)
-    last_heard: float | None
-    rtt_ms: float | None
-    bytes_in: int
-    bytes_out: int
-    in_sync: list[str]
-    last_sync_check: float | None
-    failures: int
-    error: str | None
 
 
 class Node:
@@ -305,48 +261,4 @@ class Node:
     # -- what the Peers page shows -----------------------------------------------
 
     def peer_rows(self, now: float) -> list[PeerRow]:
-        rows: list[PeerRow] = []
-        seen: set[bytes] = set()
-        for link in sorted(self.table.ready(), key=lambda k: k.peer_id or b""):
-            assert link.peer_id is not None
-            seen.add(link.peer_id)
-            rows.append(
-                PeerRow(
-                    link.peer_id.hex(),
-                    link.listen or link.address,
-                    "suspected" if self.liveness.suspected(link, now) else "connected",
-                    "eager" if link.eager else "lazy",
-                    "outbound" if link.outbound else "inbound",
-                    link.last_heard,
-                    None if link.rtt is None else round(link.rtt * 1000, 2),
-                    link.bytes_in,
-                    link.bytes_out,
-                    sorted(self.documents) if link.all_in_sync else sorted(link.in_sync),
-                    link.last_sync_check,
-                    0,
-                    None,
-                )
-            )
-        for entry in sorted(self.known.by_address.values(), key=lambda k: k.address):
-            if entry.peer_id is not None and entry.peer_id in seen:
-                continue
-            if entry.peer_id is not None:
-                seen.add(entry.peer_id)
-            rows.append(
-                PeerRow(
-                    entry.peer_id.hex() if entry.peer_id else None,
-                    entry.address,
-                    "connecting" if entry.dialing else "down",
-                    None,
-                    None,
-                    entry.last_heard,
-                    None,
-                    0,
-                    0,
-                    [],
-                    None,
-                    entry.failures,
-                    entry.last_error,
-                )
-            )
-        return rows
+        return peer_rows(self.table, self.liveness, self.known, self.documents, now)
