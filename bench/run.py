@@ -124,12 +124,12 @@ def row_ingest(updates: list[bytes], final: str, work: Path) -> tuple[list[Row],
         assert text == final, "the peer does not hold the trace's text"
     finally:
         peer.stop()
-    met = ours >= yjs and ours >= 25_000
+    met = ours >= yjs and ours >= 25_000 and ours >= 0.5 * floor
     row = Row(
         f"ingest ({n:,} edits, until stored)",
-        f"{ours:,.0f} updates/s",
+        f"{ours:,.0f} updates/s ({ours / floor:.2f} × pycrdt in-process)",
         f"Yjs server {yjs:,.0f}/s; pycrdt in-process {floor:,.0f}/s",
-        "≥ Yjs server and ≥ 25,000/s",
+        "≥ Yjs server, ≥ 25,000/s and ≥ 0.5 × pycrdt",
         met,
     )
     return [row], seconds

@@ -24,7 +24,7 @@ from crdt import ytext
 from crdt.errors import LocalProtocolError, RemoteProtocolError, is_crdt_error
 from crdt.ydoc import Change as Change  # the core imports Change from here, with Document
 from crdt.ydoc import Origin, YDoc
-from crdt.yupdate import StateVector, UpdateInfo, parse_update
+from crdt.yupdate import StateVector, UpdateInfo, parse_update, simple_span
 
 # An update that arrives ahead of its causes waits here. The bounds keep a
 # peer that sends only orphans from growing memory without limit; past them
@@ -199,6 +199,21 @@ class Document(YDoc):
         waiting on its own."""
         if self._pending or self.size + sum(len(u) for u in updates) > MAX_DOCUMENT_BYTES:
             return None
+        # Each client's items must follow one another without overlapping:
+        # Yrs's merge keeps one of two items that reuse a clock, and the
+        # replica would then disagree with what it stores (a client id
+        # reused with other content is refused on its own, below).
+        ends: dict[int, int] = {}
+        for update in updates:
+            span = simple_span(update)
+            if span is None:
+                return None
+            if span is True:
+                continue
+            client, start, end = span  # type: ignore[misc]
+            if ends.get(client, start) != start:
+                return None
+            ends[client] = end
         try:
             merged = merge_updates(*updates)
             info = parse_update(merged)

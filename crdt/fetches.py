@@ -119,6 +119,7 @@ class Fetches:
             if len(want.candidates) > 1:
                 del want.candidates[slow]
             touched |= self._requeue(name, want)
+            touched.add(slow)  # its window has room again
         return touched
 
     def lost(self, link: LinkId) -> set[LinkId]:

@@ -137,7 +137,11 @@ class Replicas:
         """(4) Links whose waiting updates a change of *name* let in, from
         a link or from this peer's browsers."""
         doc = self.documents.get(name)
-        if doc is None or not self._paused:
+        if doc is None:
+            return []
+        if not doc.pending_count():
+            self._stuck.pop(name, None)  # nothing waits any more: no sync to ask for
+        if not self._paused:
             return []
         effects: list[Effect] = []
         for link_id, (paused_on, _) in list(self._paused.items()):

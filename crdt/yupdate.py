@@ -123,6 +123,52 @@ def parse_update(data: bytes) -> UpdateInfo:
         raise RemoteProtocolError("unexpected end of update") from None
 
 
+def simple_span(data: bytes) -> tuple[int, int, int] | bool | None:
+    """What one typed keystroke's update spans, read from its first bytes:
+    ``(client, first clock, clock after)`` for one item of ASCII text with
+    its origins, True for an update with no structs (a deletion), and None
+    for any other shape (which only :func:`parse_update` reads). Nothing is
+    validated here: the caller parses whatever it goes on to use."""
+    try:
+        if data[0] == 0:
+            return True
+        if data[0] != 1 or data[1] != 1:  # one client, one struct
+            return None
+        values = []
+        pos = 2
+        for _ in range(2):  # client, clock
+            value = shift = 0
+            while True:
+                byte = data[pos]
+                pos += 1
+                value |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            values.append(value)
+        info = data[pos]
+        pos += 1
+        if info & 0x1F != 4 or info & _BIT6 or not info & _BIT8:
+            return None  # not a string item placed after its origin
+        for _ in range(4 if info & _BIT7 else 2):  # the origins' ids
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        n = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            n |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        if not data[pos : pos + n].isascii():
+            return None
+        return values[0], values[1], values[1] + n
+    except IndexError:
+        return None
+
+
 def _varuint(data: bytes, pos: int) -> tuple[int, int]:
     """A varuint of two bytes or more at *pos*: (value, position after)."""
     result = data[pos] & 0x7F

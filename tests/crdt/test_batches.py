@@ -106,6 +106,40 @@ def test_bursts_that_wait_overlap_or_delete_give_the_same_result_as_one_by_one()
         assert replay.text == final
 
 
+def _writer(client_id: int, rng: random.Random) -> list[bytes]:
+    """Twelve transactions of one to three random keystrokes."""
+    source = Doc(client_id=client_id)
+    text = source.get(TEXT_NAME, type=Text)
+    log: list[bytes] = []
+    source.observe(lambda event: log.append(bytes(event.update)))
+    for _ in range(12):
+        with source.transaction():
+            for _ in range(rng.randrange(1, 4)):
+                if len(text) > 3 and rng.random() < 0.3:
+                    start = rng.randrange(len(text) - 1)
+                    del text[start : start + 1]
+                else:
+                    text.insert(rng.randrange(len(text) + 1), rng.choice("abcdefg"))
+    return log
+
+
+def test_a_burst_that_reuses_a_client_id_stores_what_the_replica_holds() -> None:
+    """Two writers under one client id (a broken or hostile browser): a
+    burst of both must leave the replica equal to what it stores. Merged,
+    Yrs keeps one of two items that share a clock (seed 376 did)."""
+    for seed in (95, 376, 506):
+        rng = random.Random(seed)
+        first, second = _writer(7, rng), _writer(7, rng)
+        burst = first[: rng.randrange(2, 10)] + second[: rng.randrange(2, 10)]
+        if rng.random() < 0.3:
+            rng.shuffle(burst)
+        doc = Document("reused", client_id=1)
+        changes, _ = doc.receive_many(burst, origin="browser")
+        stored = Document("stored", client_id=2)
+        stored.load([c.update for c in changes])
+        assert stored.text == doc.text, f"seed {seed}"
+
+
 def test_session_batch_sends_one_frame_to_the_others_and_keeps_message_order() -> None:
     log, final = typing(20)
     session = DocumentSession(Document("s", client_id=1))

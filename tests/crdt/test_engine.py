@@ -132,6 +132,9 @@ def test_a_link_waiting_for_causes_a_browser_brings_is_resumed_at_once():
     effects = run(e, 0.1)
     assert ResumeLink(5) in effects
     assert e.documents["d"].text == final
+    # Nothing waits any more: no sync is asked for later.
+    later = e.tick(3.0)
+    assert not any(isinstance(x, SendPeer) and isinstance(pw.decode(x.data), pw.SyncStep1) for x in later)
 
 
 def test_a_long_burst_ahead_of_its_causes_pauses_the_browser_before_anything_overflows():
