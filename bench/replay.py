@@ -36,6 +36,7 @@ import aiohttp
 import pycrdt
 from common import NODE_DIR, TRACE, Row, exists, frame_update, npm_install, table, wait_sync
 from processes import Peer
+from yclient import varuint
 
 PERSONS = 3
 TURN = 40
@@ -94,7 +95,7 @@ class ReplayClient:
                 if data[:2] == b"\x00\x00":  # sync step 1
                     self.step1s += 1
                     state = self.state()
-                    await self.ws.send_bytes(b"\x00\x01" + _var(len(state)) + state)
+                    await self.ws.send_bytes(b"\x00\x01" + varuint(len(state)) + state)
                     self.synced.set()
         except (aiohttp.ClientError, ConnectionError) as exc:
             self.close_reason = self.close_reason or f"reading: {exc!r}"
@@ -121,15 +122,6 @@ class ReplayClient:
         self.done = True
         await self.ws.close()
         await self._reader
-
-
-def _var(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 async def _replay(peers: list[Peer], updates: list[tuple[int, bytes]], final: str) -> tuple[float, list[ReplayClient]]:

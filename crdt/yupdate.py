@@ -134,18 +134,17 @@ def simple_span(data: bytes) -> tuple[int, int, int] | bool | None:
             return True
         if data[0] != 1 or data[1] != 1:  # one client, one struct
             return None
-        values = []
         pos = 2
-        for _ in range(2):  # client, clock
-            value = shift = 0
-            while True:
-                byte = data[pos]
-                pos += 1
-                value |= (byte & 0x7F) << shift
-                if byte < 0x80:
-                    break
-                shift += 7
-            values.append(value)
+        client = data[pos]
+        if client < 0x80:
+            pos += 1
+        else:
+            client, pos = _varuint(data, pos)
+        clock = data[pos]
+        if clock < 0x80:
+            pos += 1
+        else:
+            clock, pos = _varuint(data, pos)
         info = data[pos]
         pos += 1
         if info & 0x1F != 4 or info & _BIT6 or not info & _BIT8:
@@ -154,18 +153,15 @@ def simple_span(data: bytes) -> tuple[int, int, int] | bool | None:
             while data[pos] & 0x80:
                 pos += 1
             pos += 1
-        n = shift = 0
-        while True:
-            byte = data[pos]
+        n = data[pos]
+        if n < 0x80:
             pos += 1
-            n |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
+        else:
+            n, pos = _varuint(data, pos)
         if not data[pos : pos + n].isascii():
             return None
-        return values[0], values[1], values[1] + n
-    except IndexError:
+        return client, clock, clock + n
+    except (IndexError, RemoteProtocolError):
         return None
 
 

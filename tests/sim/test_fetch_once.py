@@ -46,29 +46,30 @@ def _caught_up(net: SimNetwork, documents: dict[str, bytes]) -> bool:
     return set(prints[SOURCES]) == set(documents) and prints[SOURCES] == prints[source]
 
 
-def _join_all(net: SimNetwork, documents: dict[str, bytes], deadline: float) -> None:
+def _join_all(net: SimNetwork, documents: dict[str, bytes], seconds: float) -> None:
     net.carried.clear()
     for i in range(SOURCES):
         net.join(SOURCES, i)  # all four links open at once
-    while not _caught_up(net, documents):
-        assert net.now < deadline, "the fresh peer did not catch up"
-        net.run_until(net.now + 0.1)
+    _catch_up_within(net, documents, seconds, "the fresh peer did not catch up")
 
 
 def test_a_fresh_peer_takes_each_document_once_spread_over_its_sources() -> None:
     documents = _documents(200, 2000, seed=1)
     minimal = sum(len(update) for update in documents.values())
     net = _network(documents, seed=1)
-    _join_all(net, documents, deadline=net.now + 30)
+    _join_all(net, documents, 30)
     served = [net.carried.get((i, SOURCES), 0) for i in range(SOURCES)]
     print(f"took in {sum(served)} bytes for {minimal}: {served}")
     assert sum(served) <= 1.3 * minimal, f"took in {sum(served)} bytes for {minimal} of documents ({served})"
     assert max(served) <= 0.5 * minimal, f"one source served more than half: {served} of {minimal}"
 
 
-def test_a_fetch_lost_with_its_link_is_asked_of_another() -> None:
-    documents = _documents(120, 500, seed=2)
-    net = _network(documents, seed=2, config=Config(fetch_window=4))
+def _halfway(documents: dict[str, bytes], seed: int, config: Config) -> tuple[SimNetwork, int, list[str]]:
+    """The fresh peer joins all four sources and has half the documents:
+    returns the network, the source asked last (its asks have not arrived,
+    a frame takes 1.5 ms at least, and the other links have passed over what
+    it was asked for) and what it was asked for."""
+    net = _network(documents, seed=seed, config=config)
     for i in range(SOURCES):
         net.join(SOURCES, i)
     fresh = net.peers[SOURCES].node
@@ -78,33 +79,29 @@ def test_a_fetch_lost_with_its_link_is_asked_of_another() -> None:
     while len(fresh.documents) < len(documents) or len(wants) > len(documents) // 2:
         assert net.now < deadline, "the fetch made no progress"
         net.run_until(net.now + 0.001)
-    # The link asked last: its asks have not arrived (a frame takes 1.5 ms
-    # at least), and the other links have passed over what it was asked for.
-    victim = max(wants.values(), key=lambda want: want.sent).asked
-    lost = [name for name, want in wants.items() if want.asked == victim]
-    net.crash(next(other for link, (owner, other, _) in net.links.items() if owner == SOURCES and link == victim))
-    deadline = net.now + 3  # well before the asks could time out (sync_timeout)
+    last = max(wants.values(), key=lambda want: want.sent).asked
+    source = next(other for link, (owner, other, _) in net.links.items() if owner == SOURCES and link == last)
+    return net, source, [name for name, want in wants.items() if want.asked == last]
+
+
+def _catch_up_within(net: SimNetwork, documents: dict[str, bytes], seconds: float, what: str) -> None:
+    deadline = net.now + seconds
     while not _caught_up(net, documents):
-        assert net.now < deadline, f"the documents asked of the lost link never came: {lost}"
+        assert net.now < deadline, what
         net.run_until(net.now + 0.1)
+
+
+def test_a_fetch_lost_with_its_link_is_asked_of_another() -> None:
+    documents = _documents(120, 500, seed=2)
+    net, victim, lost = _halfway(documents, 2, Config(fetch_window=4))
+    net.crash(victim)
+    # Well before the asks could time out (sync_timeout).
+    _catch_up_within(net, documents, 3, f"the documents asked of the lost link never came: {lost}")
 
 
 def test_a_fetch_its_link_is_slow_to_answer_is_asked_of_another() -> None:
     documents = _documents(120, 500, seed=3)
-    net = _network(documents, seed=3, config=Config(fetch_window=4, sync_timeout=1.0))
-    for i in range(SOURCES):
-        net.join(SOURCES, i)
-    fresh = net.peers[SOURCES].node
-    assert fresh is not None
-    wants = fresh.antientropy.fetches.wants
-    deadline = net.now + 5
-    while len(fresh.documents) < len(documents) or len(wants) > len(documents) // 2:
-        assert net.now < deadline, "the fetch made no progress"
-        net.run_until(net.now + 0.001)
-    victim = max(wants.values(), key=lambda want: want.sent).asked
-    slow = next(other for link, (owner, other, _) in net.links.items() if owner == SOURCES and link == victim)
+    net, slow, asked = _halfway(documents, 3, Config(fetch_window=4, sync_timeout=1.0))
     net.set_partition([[i for i in range(SOURCES + 1) if i != slow], [slow]])  # it hears nothing, says nothing
-    deadline = net.now + 3  # after sync_timeout, well before the silent link is found dead (dead_after)
-    while not _caught_up(net, documents):
-        assert net.now < deadline, "the documents asked of the slow link never came"
-        net.run_until(net.now + 0.1)
+    # After sync_timeout, well before the silent link is found dead (dead_after).
+    _catch_up_within(net, documents, 3, f"the documents asked of the slow link never came: {asked}")
