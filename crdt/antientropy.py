@@ -18,6 +18,16 @@ Rules kept here (numbered as in ``docs/protocol.md`` §7.3):
    both ends open a new link with a round, and a returning peer must get
    what it missed once, not once per round.
 
+5. A DIGEST whose root equals ours is answered with ours (flagged as an
+   answer, which is never answered): both ends of the link then know it is
+   in sync, which the Peers page shows.
+6. A document is made here only by a valid update for it (a SYNC_STEP2 or
+   an UPDATE): a DOC_DIGESTS that lists documents we lack, or a SYNC_STEP1
+   for one, makes none, so no message makes more than one document.
+7. A document the other side cannot serve (UNAVAILABLE: its copy cannot be
+   read, or it was deleted forever) is not asked of that link again while
+   the link lasts; the rest of the round goes on.
+
 Which link a differing document is asked on is ``crdt.fetches``'s: each
 document once, spread over the links that have it (§7.4). A document the
 other side lacks is not fetched but offered at once (our step 1 makes it
@@ -30,11 +40,13 @@ import random
 from collections.abc import Callable
 
 from crdt import peerwire as pw
-from crdt.effects import DocCreated, DocumentChanged, Effect, Event, LinkAccepted, LinkId, peer_origin
+from crdt.effects import DocumentChanged, Effect, Event, LinkAccepted, LinkId, peer_origin
 from crdt.fetches import Fetches
 from crdt.links import Link, Links
 from crdt.replicas import Replicas
 from crdt.yupdate import decode_state_vector
+
+_EMPTY_UPDATE = b"\x00\x00"  # no structs, no deletions
 
 
 class AntiEntropy:
@@ -80,11 +92,17 @@ class AntiEntropy:
             link.accepted = True  # the other side has kept the link
             effects += self.emit(LinkAccepted(link.id), now)
         link.last_sync_check = now
-        if msg.root == self.replicas.root_digest():
+        root = self.replicas.root_digest()
+        if msg.root == root:
             link.all_in_sync = True
             link.in_sync = set(self.replicas.documents)
+            if not msg.answer:
+                # (5) Equal roots are answered, so that both ends know they are in sync.
+                effects.append(self.links.send(link, pw.encode(pw.Digest(root, msg.count, True)), now))
             return effects
         link.all_in_sync = False
+        if msg.answer:
+            return effects  # something changed since: the next round finds what
         entries = tuple((name, doc.digest()) for name, doc in sorted(self.replicas.documents.items()))
         return [*effects, self.links.send(link, pw.encode(pw.DocDigests(entries)), now)]
 
@@ -96,7 +114,7 @@ class AntiEntropy:
         differ = False
         documents = self.replicas.documents
         for name in sorted(set(theirs) | set(documents)):
-            if name in self.replicas.blocked:
+            if self.replicas.refuses(name) or name in link.unavailable:
                 continue
             mine = documents.get(name)
             digest = theirs.get(name)
@@ -109,7 +127,7 @@ class AntiEntropy:
             if digest is None:
                 # They lack it: our step 1 makes them ask for all of it.
                 link.syncing[name] = now
-                step1 = pw.SyncStep1(name, self.replicas.document(name).encode_state_vector(), True)
+                step1 = pw.SyncStep1(name, self.replicas.state_vector(name), True)
                 effects.append(self.links.send(link, pw.encode(step1), now))
             else:
                 self.fetches.offer(link.id, name, digest, push=True)
@@ -118,14 +136,18 @@ class AntiEntropy:
         return effects + self._ask(link, now)
 
     def on_step1(self, link: Link, msg: pw.SyncStep1, now: float) -> list[Effect]:
-        if msg.name in self.replicas.blocked:
-            return []
-        created = msg.name not in self.replicas.documents
-        if created:
+        refused = self.replicas.refuses(msg.name)
+        if refused:
+            return [self.links.send(link, pw.encode(pw.Unavailable(msg.name, refused)), now)]
+        doc = self.replicas.documents.get(msg.name)
+        if doc is None:
+            # (6) A document we lack is not made by being asked for: the
+            # answer is empty, and our own step 1 asks for it.
             decode_state_vector(msg.state_vector)
-        doc = self.replicas.document(msg.name)
-        effects: list[Effect] = [DocCreated(msg.name)] if created else []
-        effects.append(self.links.send(link, pw.encode(pw.SyncStep2(msg.name, doc.diff(msg.state_vector))), now))
+            diff = _EMPTY_UPDATE
+        else:
+            diff = doc.diff(msg.state_vector)
+        effects: list[Effect] = [self.links.send(link, pw.encode(pw.SyncStep2(msg.name, diff)), now)]
         if msg.reply_step1 and not self._under_way(link, msg.name, now):
             # (3) Our own step 1 for this document, unless one is on its way
             # already (both ends of a new link start a round): its answer
@@ -135,6 +157,20 @@ class AntiEntropy:
             self.fetches.offer(link.id, msg.name, None, push=False)
             effects += self._ask(link, now)
         return effects
+
+    def on_unavailable(self, link: Link, msg: pw.Unavailable, now: float) -> list[Effect]:
+        """(7) The other side cannot serve *name*: it is not asked there
+        again while the link lasts, and what it was asked goes elsewhere."""
+        link.syncing.pop(msg.name, None)
+        link.unavailable[msg.name] = msg.reason
+        return self._ask_all(self.fetches.withdraw(link.id, msg.name), now)
+
+    def forget(self, name: str, now: float) -> list[Effect]:
+        """*name* is deleted forever: nothing more is asked for it."""
+        for link in self.links.by_id.values():
+            link.syncing.pop(name, None)
+            link.in_sync.discard(name)
+        return self._ask_all(self.fetches.forget(name), now)
 
     def on_step2(self, link: Link, msg: pw.SyncStep2, now: float) -> list[Effect]:
         link.syncing.pop(msg.name, None)
@@ -167,9 +203,8 @@ class AntiEntropy:
             return []
         effects: list[Effect] = []
         for name, push in self.fetches.take(link.id, now):
-            if name not in self.replicas.documents:
-                effects.append(DocCreated(name))
-            effects.append(self._step1(link, name, push, now))
+            if not self.replicas.refuses(name):
+                effects.append(self._step1(link, name, push, now))
         return effects
 
     def _ask_all(self, link_ids: set[LinkId], now: float) -> list[Effect]:
@@ -182,7 +217,7 @@ class AntiEntropy:
 
     def _step1(self, link: Link, name: str, reply: bool, now: float) -> Effect:
         link.syncing[name] = now
-        step1 = pw.SyncStep1(name, self.replicas.document(name).encode_state_vector(), reply)
+        step1 = pw.SyncStep1(name, self.replicas.state_vector(name), reply)
         return self.links.send(link, pw.encode(step1), now)
 
     def _under_way(self, link: Link, name: str, now: float) -> bool:

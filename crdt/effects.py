@@ -96,8 +96,16 @@ class LinkLost:
 
 
 Effect = (
-    SendPeer | Dial | CloseLink | DocChanged | DocCreated | AwarenessIn | PeersChanged
-    | LinkLost | PauseLink | ResumeLink
+    SendPeer
+    | Dial
+    | CloseLink
+    | DocChanged
+    | DocCreated
+    | AwarenessIn
+    | PeersChanged
+    | LinkLost
+    | PauseLink
+    | ResumeLink
 )
 
 

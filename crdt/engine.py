@@ -43,19 +43,31 @@ from dataclasses import dataclass
 
 from pycrdt import merge_updates
 
-from crdt import history
-from crdt.browsers import BrowserEffect, BrowserId, Browsers, SendBrowser
+from crdt import history, meta
+from crdt.browsers import BrowserEffect, BrowserId, Browsers, CloseBrowser, SendBrowser
 from crdt.document import Change, Document
 from crdt.effects import AwarenessIn, DocChanged, DocCreated, LinkId, LinkLost
 from crdt.effects import Effect as NodeEffect
-from crdt.errors import MeshpadError, RemoteProtocolError
+from crdt.errors import LocalProtocolError, MeshpadError, RemoteProtocolError
+from crdt.meta import FORGOTTEN_KEY
 from crdt.node import Config, Node
+from crdt.registry import Registry
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send
 from crdt.session import Effect as SessionEffect
 
 # How often cursors that were not renewed are swept away.
 AWARENESS_SWEEP_SECONDS = 5.0
+# The close code an editor is sent when its document is deleted (the
+# browser shows the reason and stops reconnecting).
+CLOSE_DELETED = 4410
 
+
+class DocumentGone(MeshpadError):
+    """The document is in the Trash, or was deleted forever."""
+
+
+class NameTaken(LocalProtocolError):
+    """Another live document has that name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +88,14 @@ class Created:
     name: str
 
 
-Effect = NodeEffect | BrowserEffect | Store | Created
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """*name* was deleted forever: remove it from the store."""
+
+    name: str
+
+
+Effect = NodeEffect | BrowserEffect | Store | Created | Forget
 
 
 class Engine:
@@ -105,6 +124,13 @@ class Engine:
         self._next_sweep: float | None = None
         self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
         self._node_touched = True  # the node was called since _node_due was read
+        self.registry = Registry()
+        for key, doc in self.node.documents.items():
+            doc.life_changed = False
+            if key != FORGOTTEN_KEY:
+                self.registry.set(key, meta.read(doc))
+        tombs = self.node.documents.get(FORGOTTEN_KEY)
+        self._forget_at_start = self.registry.add_tombstones(meta.tombstones(tombs).values()) if tombs else []
 
     @property
     def peer_hex(self) -> str:
@@ -133,8 +159,108 @@ class Engine:
     def create(self, name: str, now: float) -> list[Effect]:
         """A document made here: it spreads with a round on every link."""
         self.session(name)
+        if name != FORGOTTEN_KEY:
+            self.registry.set(name, meta.Meta())
         self._node_touched = True
         return [Created(name), *self.node.create(name, now)]
+
+    def start(self, now: float) -> list[Effect]:
+        """What loading found to do: documents deleted forever whose data a
+        crash left behind."""
+        effects: list[Effect] = []
+        for key in self._forget_at_start:
+            effects += self._drop(key, now)
+        self._forget_at_start = []
+        return effects
+
+    # -- a document's life (crdt.meta) --------------------------------------------
+
+    def delete(self, key: str, by: history.Author, now: float) -> list[Effect]:
+        """Move *key* to the Trash, on every peer."""
+        doc = self.session(key).document
+        delete_id = f"{self.peer_hex[:8]}.{self.rng.getrandbits(48):012x}"
+        changes = meta.trash(doc, delete_id, by.name, self.peer_hex, self.wall())
+        return self.end_session(key, now) + self._session_effects(key, self.session(key).changed(changes), now)
+
+    def undelete(self, key: str, by: history.Author, now: float) -> list[Effect]:
+        """Bring *key* back from the Trash, on every peer."""
+        session = self.session(key)
+        return self._session_effects(key, session.changed(meta.restore(session.document, by.name, self.peer_hex, self.wall())), now)  # fmt: skip
+
+    def rename(self, key: str, new: str, now: float) -> list[Effect]:
+        """Raises NameTaken when a live document other than *key* has *new*."""
+        holder = self.registry.resolve(new)
+        if holder is not None and holder != key:
+            raise NameTaken(f"a document named {new!r} already exists")
+        old = self.registry.name(key)
+        if old == new:
+            return []
+        session = self.session(key)
+        return self._session_effects(key, session.changed(meta.rename(session.document, key, old, new, self.wall())), now)  # fmt: skip
+
+    def forget(self, key: str, by: history.Author, now: float) -> list[Effect]:
+        """Delete *key* forever, on every peer: only its tombstone stays."""
+        effects: list[Effect] = [] if FORGOTTEN_KEY in self.node.documents else self.create(FORGOTTEN_KEY, now)
+        tombs = self.session(FORGOTTEN_KEY)
+        changes = meta.forget(tombs.document, key, self.registry.name(key), by.name, self.peer_hex, self.wall())
+        return effects + self._session_effects(FORGOTTEN_KEY, tombs.changed(changes), now)
+
+    def trash(self) -> list[tuple[str, str, meta.Deletion, bool]]:
+        """The Trash, latest first: (key, name, deletion, changed after it)."""
+        out = []
+        for entry in self.registry.trash():
+            doc = self.node.documents.get(entry.key)
+            changed = entry.changed_after_delete if doc is None else meta.text_hash(doc.text) != entry.deleted.text_hash
+            out.append((entry.key, entry.name, entry.deleted, changed))
+        return out
+
+    def gone(self, key: str) -> str | None:
+        """Why browsers may not open *key*, or None."""
+        if key in self.node.replicas.forgotten:
+            return "this document was deleted forever"
+        deleted = self.registry.metas.get(key)
+        if deleted is not None and deleted.deleted is not None:
+            return f"this document was deleted by {deleted.deleted.who}"
+        return None
+
+    def _life(self, key: str, now: float) -> list[Effect]:
+        """*key*'s life roots changed: the registry follows."""
+        doc = self.node.documents.get(key)
+        if doc is None or not doc.life_changed:
+            return []
+        doc.life_changed = False
+        if key == FORGOTTEN_KEY:
+            effects: list[Effect] = []
+            for forgotten in self.registry.add_tombstones(meta.tombstones(doc).values()):
+                effects += self._drop(forgotten, now)
+            return effects
+        before = self.registry.metas.get(key)
+        after = meta.read(doc)
+        self.registry.set(key, after)
+        if after.deleted is not None and (before is None or before.deleted is None):
+            return self._close_browsers(key, f"this document was deleted by {after.deleted.who}")
+        return []
+
+    def _close_browsers(self, key: str, reason: str) -> list[Effect]:
+        session = self.sessions.get(key)
+        if session is None:
+            return []
+        return [CloseBrowser(conn, reason, CLOSE_DELETED) for conn in sorted(session.connections)]
+
+    def _drop(self, key: str, now: float) -> list[Effect]:
+        """*key* was deleted forever: everything of it goes."""
+        if key == FORGOTTEN_KEY:
+            return []
+        effects = self._close_browsers(key, "this document was deleted forever")
+        self.sessions.pop(key, None)
+        self.recorders.pop(key, None)
+        self.histories.pop(key, None)
+        self._holding.discard(key)
+        for push_key in [k for k in self._to_push if k[0] == key]:
+            del self._to_push[push_key]
+        self.registry.drop(key)
+        self._node_touched = True
+        return effects + self._node_effects(self.node.drop(key, now), now) + [Forget(key)]
 
     def author(self, name: str, edits: list[tuple[int, int, str]], by: history.Author, now: float) -> list[Effect]:
         """Text this peer puts in (an import): one change under a fresh
@@ -183,7 +309,11 @@ class Engine:
     # -- browsers ----------------------------------------------------------------
 
     def connect(self, name: str, now: float) -> tuple[BrowserId, list[Effect]]:
-        """A browser opened *name* (made if new): its id and the first frames."""
+        """A browser opened *name* (made if new): its id and the first frames.
+        Raises DocumentGone for a document in the Trash or deleted forever."""
+        gone = self.gone(name)
+        if gone is not None:
+            raise DocumentGone(gone)
         effects = [] if name in self.node.documents else self.create(name, now)
         conn = self.browsers.open(name)
         return conn, effects + self._session_effects(name, self.session(name).connect(conn), now)
@@ -287,6 +417,8 @@ class Engine:
                 out += self._changed(effect.name, Change(effect.update, effect.origin), now)
             elif isinstance(effect, DocCreated):
                 self.session(effect.name)
+                if effect.name != FORGOTTEN_KEY:
+                    self.registry.setdefault(effect.name)
                 out.append(Created(effect.name))
             elif isinstance(effect, AwarenessIn):
                 session = self.session(effect.name)
@@ -309,7 +441,7 @@ class Engine:
         session = self.sessions.get(name)
         if session is None:
             self._queue_push(name, change.origin, change.update)
-            return [Store(name, change.update, _from_peer(change.origin)), *self.browsers.release(name)]
+            return [Store(name, change.update, _from_peer(change.origin)), *self.browsers.release(name), *self._life(name, now)]  # fmt: skip
         self._holding.add(name)  # sent to its browsers with the others of this turn, at the flush
         return self._session_effects(name, session.changed([change], hold=True), now)
 
@@ -331,6 +463,7 @@ class Engine:
                 if isinstance(effect.origin, int):  # (5) typed in a browser of this peer
                     out += self._note(name, effect.origin, effect.update, now)
                 out += self.browsers.release(name)
+                out += self._life(name, now)
             elif isinstance(effect, AwarenessOut):
                 exclude = effect.via[1] if isinstance(effect.via, tuple) else None
                 self._node_touched = True

@@ -139,6 +139,31 @@ class Fetches:
         self._asked.pop(link, None)
         return touched
 
+    def withdraw(self, link: LinkId, name: str) -> set[LinkId]:
+        """*link* cannot give *name* (it said so): it is no longer a
+        candidate; returns the links that may now be asked for more."""
+        want = self.wants.get(name)
+        if want is None or link not in want.candidates:
+            return set()
+        del want.candidates[link]
+        touched: set[LinkId] = set()
+        if want.asked == link:
+            self._release(name, want)
+            touched = self._requeue(name, want) | {link}
+        if not want.candidates and want.asked is None:
+            del self.wants[name]
+        return touched
+
+    def forget(self, name: str) -> set[LinkId]:
+        """*name* is deleted forever: nothing is fetched for it; returns the
+        link whose window it frees."""
+        want = self.wants.pop(name, None)
+        if want is None or want.asked is None:
+            return set()
+        asked = want.asked
+        self._release(name, want)
+        return {asked}
+
     def next_deadline(self) -> float:
         for name in self._oldest:
             return self.wants[name].sent + self.timeout

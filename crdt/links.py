@@ -68,6 +68,8 @@ class Link:
     accepted: bool = False  # a DIGEST came: the other side keeps the link (a busy peer sends BYE instead)
     # Documents whose sync is under way on this link: our SYNC_STEP1 went out (when).
     syncing: dict[str, float] = field(default_factory=dict)
+    # Documents the other side said it cannot serve (UNAVAILABLE), and why.
+    unavailable: dict[str, str] = field(default_factory=dict)
     # -- membership
     planned: bool = False  # closed by a shuffle: the peer is alive and reachable through other links
     # -- push tree

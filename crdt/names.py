@@ -25,3 +25,14 @@ def validate_name(name: object) -> str:
 
 def is_valid_name(name: object) -> bool:
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+# Keys of documents a person never names: they are not listed, and no HTTP
+# route reaches them.
+RESERVED_KEYS = frozenset({".forgotten"})
+
+
+def is_valid_key(key: object) -> bool:
+    """A document's key on the wire and in the store: a valid name, or one
+    of the reserved keys."""
+    return is_valid_name(key) or key in RESERVED_KEYS

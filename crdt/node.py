@@ -130,6 +130,7 @@ class Node:
             pw.Peers: self.membership.on_peers,
             pw.Bye: self.membership.on_bye,
             pw.Awareness: self.replicas.on_awareness,
+            pw.Unavailable: self.antientropy.on_unavailable,
         }
 
     def _emit(self, event: Event, now: float) -> list[Effect]:
@@ -156,6 +157,11 @@ class Node:
 
     def root_digest(self) -> bytes:
         return self.replicas.root_digest()
+
+    def drop(self, name: str, now: float) -> list[Effect]:
+        """*name* is deleted forever (``crdt.meta``): forget it here, and
+        never make it again from a link's data."""
+        return self.replicas.drop(name) + self.antientropy.forget(name, now) + self.push.forget(name)
 
     def create(self, name: str, now: float = 0.0) -> list[Effect]:
         """A document made here (it spreads with a round on every link)."""

@@ -19,10 +19,14 @@ from dataclasses import dataclass
 
 from crdt.errors import RemoteProtocolError
 from crdt.lib0 import Reader, Writer
-from crdt.names import is_valid_name
+from crdt.names import is_valid_key
 
 MAGIC = b"MSHP"
-VERSION = 2  # 2 added IHAVE, PRUNE and GRAFT (lazy push)
+# 2 added IHAVE, PRUNE and GRAFT (lazy push); 3 gave documents a life (a
+# key, a name, the Trash, the forgotten: docs/protocol.md §9), DIGEST its
+# answer flag and added UNAVAILABLE. A peer of another version is told so in
+# the reason its link is closed with, and never banned for it.
+VERSION = 3
 
 # Hard limits. Each is far above honest use and keeps one link from making a
 # peer allocate without bound.
@@ -54,6 +58,7 @@ class T:
     IHAVE = 12
     PRUNE = 13
     GRAFT = 14
+    UNAVAILABLE = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,16 @@ class Pong:
 class Digest:
     root: bytes
     count: int
+    answer: bool = False  # the answer to a DIGEST with the same root: not answered
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """The sender holds this document but cannot serve it: its stored copy
+    cannot be read, or it was deleted forever. Not asked there again."""
+
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +174,17 @@ Message = (
     | IHave
     | Prune
     | Graft
+    | Unavailable
 )
+
+
+class VersionMismatch(RemoteProtocolError):
+    """A Meshpad peer of another protocol version: refused, not banned."""
 
 
 def _name(r: Reader) -> str:
     name = r.read_var_string()
-    if not is_valid_name(name):
+    if not is_valid_key(name):
         raise RemoteProtocolError("invalid document name")
     return name
 
@@ -196,7 +216,10 @@ def decode(frame: bytes) -> Message:
             raise RemoteProtocolError("not a Meshpad peer")
         version = r.read_varuint()
         if version != VERSION:
-            raise RemoteProtocolError(f"unsupported protocol version {version} (this peer speaks {VERSION})")
+            older = "this" if version > VERSION else "that"
+            raise VersionMismatch(
+                f"unsupported protocol version {version} (this peer speaks {VERSION}): upgrade Meshpad on {older} peer"
+            )
         peer_id = _fixed(r, PEER_ID_BYTES)
         listen = _bounded_string(r, MAX_ADDRESS_BYTES, "address")
         msg = Hello(version, peer_id, listen, r.read_varuint())
@@ -211,7 +234,12 @@ def decode(frame: bytes) -> Message:
     elif kind == T.PONG:
         msg = Pong(r.read_varuint())
     elif kind == T.DIGEST:
-        msg = Digest(_fixed(r, HASH_BYTES), r.read_varuint())
+        root = _fixed(r, HASH_BYTES)
+        count = r.read_varuint()
+        flags = r.read_u8()
+        if flags > 1:
+            raise RemoteProtocolError("unknown digest flags")
+        msg = Digest(root, count, bool(flags))
     elif kind == T.DOC_DIGESTS:
         n = r.read_varuint()
         if n > MAX_DIGEST_ENTRIES:
@@ -252,6 +280,8 @@ def decode(frame: bytes) -> Message:
         if n > MAX_GRAFT_DOCUMENTS:
             raise RemoteProtocolError("too many documents in one GRAFT")
         msg = Graft(tuple((_name(r), r.read_var_bytes()) for _ in range(n)))
+    elif kind == T.UNAVAILABLE:
+        msg = Unavailable(_name(r), _bounded_string(r, MAX_REASON_BYTES, "reason"))
     else:
         raise RemoteProtocolError(f"unknown message type {kind}")
     if not r.at_end():
@@ -284,6 +314,7 @@ def encode(msg: Message) -> bytes:
         w.write_varuint(T.DIGEST)
         w.write_bytes(msg.root)
         w.write_varuint(msg.count)
+        w.write_u8(1 if msg.answer else 0)
     elif isinstance(msg, DocDigests):
         w.write_varuint(T.DOC_DIGESTS)
         w.write_varuint(len(msg.entries))
@@ -327,6 +358,10 @@ def encode(msg: Message) -> bytes:
         for name, state_vector in msg.documents:
             w.write_var_string(name)
             w.write_var_bytes(state_vector)
+    elif isinstance(msg, Unavailable):
+        w.write_varuint(T.UNAVAILABLE)
+        w.write_var_string(msg.name)
+        w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))
     elif isinstance(msg, Bye):
         w.write_varuint(T.BYE)
         w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))

@@ -160,7 +160,7 @@ class PushTree:
         ours = link.announce.get(msg.name)
         if ours is not None:
             forget_ids(ours, msg.ends)  # no need to name to it what it has
-        if msg.name in self.replicas.blocked:
+        if self.replicas.refuses(msg.name):
             return []
         doc = self.replicas.documents.get(msg.name)
         if doc is not None and doc.covers(msg.ends, msg.deletes):
@@ -196,7 +196,7 @@ class PushTree:
         effects: list[Effect] = []
         for name, state_vector in msg.documents:
             doc = self.replicas.documents.get(name)
-            if doc is not None and name not in self.replicas.blocked:
+            if doc is not None and not self.replicas.refuses(name):
                 effects.append(self.links.send(link, pw.encode(pw.SyncStep2(name, doc.diff(state_vector))), now))
         return effects
 
@@ -257,6 +257,14 @@ class PushTree:
             self.links.send(link, pw.encode(pw.Prune()), now),
         ]
 
+    def forget(self, name: str) -> list[Effect]:
+        """*name* is deleted forever: nothing more is named or asked for it."""
+        if name in self._missing:
+            self._forget(name)
+        for link in self.links.by_id.values():
+            link.announce.pop(name, None)
+        return []
+
     def _forget(self, name: str) -> None:
         self._missing_ids -= ids_size(self._missing.pop(name).ids)
 
@@ -295,7 +303,7 @@ class PushTree:
             self._forget(name)
             doc = self.replicas.documents.get(name)
             ids = missing.ids
-            if name in self.replicas.blocked or (doc is not None and doc.covers(ids.ends.items(), deletes_flat(ids))):
+            if self.replicas.refuses(name) or (doc is not None and doc.covers(ids.ends.items(), deletes_flat(ids))):
                 continue
             link = next((lk for i in missing.links if (lk := self.links.get(i)) is not None and lk.live), None)
             if link is None:

@@ -72,6 +72,7 @@ class Replicas:
         self.stuck_after = stuck_after
         self.documents = documents
         self.blocked: set[str] = set()
+        self.forgotten: set[str] = set()  # deleted forever (crdt.meta): never made again
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._paused: dict[LinkId, tuple[str, float]] = {}  # (4) link -> (document, since when)
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
@@ -81,6 +82,33 @@ class Replicas:
         if doc is None:
             doc = self.documents[name] = Document(name, self.new_client_id())
         return doc
+
+    def refuses(self, name: str) -> str | None:
+        """Why *name* is not served to links, or None."""
+        if name in self.forgotten:
+            return "deleted forever"
+        if name in self.blocked:
+            return "its stored copy cannot be read"
+        return None
+
+    def state_vector(self, name: str) -> bytes:
+        """*name*'s state vector, encoded (empty for a document not held):
+        asking for a document does not make it."""
+        doc = self.documents.get(name)
+        return doc.encode_state_vector() if doc is not None else b"\x00"
+
+    def drop(self, name: str) -> list[Effect]:
+        """*name* is deleted forever: forget it, and what waits for it."""
+        self.forgotten.add(name)
+        self.blocked.discard(name)
+        self.documents.pop(name, None)
+        self._stuck.pop(name, None)
+        effects: list[Effect] = []
+        for link_id, (paused_on, _) in list(self._paused.items()):
+            if paused_on == name:
+                del self._paused[link_id]
+                effects.append(ResumeLink(link_id))
+        return effects
 
     def root_digest(self) -> bytes:
         """Hash over every document's digest, cached until any of them changes."""
@@ -95,7 +123,7 @@ class Replicas:
     def apply(self, link: Link, name: str, update: bytes, now: float) -> Applied:
         """An update from *link* to *name*. Raises RemoteProtocolError for
         an invalid one (the link is then closed)."""
-        if name in self.blocked:
+        if self.refuses(name):
             return Applied()
         created = name not in self.documents
         if created:

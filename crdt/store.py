@@ -24,12 +24,14 @@ COMPACT_AFTER_UPDATES = 500
 class Write:
     """One entry of a write batch. ``update`` appends to the document's log;
     ``length`` (code points) and ``at`` (seconds since the epoch, display
-    only) refresh its listing. A write with neither creates the document."""
+    only) refresh its listing. A write with neither creates the document. A
+    *forget* write removes the document and everything stored of it."""
 
     name: str
     update: bytes | None = None
     length: int | None = None
     at: float = 0.0
+    forget: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,9 @@ class MemoryStore:
         self._last_batch = []
         grown: list[str] = []
         for w in batch:
+            if w.forget:
+                self._docs.pop(w.name, None)
+                continue
             doc = self._docs.get(w.name)
             if doc is None:
                 doc = self._docs[w.name] = _MemoryDoc(DocumentInfo(w.name, 0, w.at, w.at))

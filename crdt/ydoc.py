@@ -36,6 +36,9 @@ from crdt.ytext import TEXT_NAME, utf8_offset
 from crdt.yupdate import DeleteRanges, StateVector, decode_state_vector, delete_set_of, encode_state_vector
 
 Origin = Hashable
+# The roots that hold a document's life (``crdt.meta``): a change to any of
+# them sets :attr:`YDoc.life_changed`, so the registry reads them only then.
+LIFE_ROOTS = ("meshpad:meta", "meshpad:names", "meshpad:deletes", "meshpad:restores", "meshpad:forgotten")
 _EMPTY_UPDATE = b"\x00\x00"  # no structs, no deletions
 
 
@@ -66,6 +69,8 @@ class YDoc:
         self.size = 0  # bytes of the updates integrated so far (see crdt.document.MAX_DOCUMENT_BYTES)
         self.generation = 0  # grows with every change: lets callers cache what they derive
         self._subscription = self._doc.observe(self._on_transaction)
+        self.life_changed = False
+        self._life = [self._doc.get(root, type=Map).observe(self._on_life) for root in LIFE_ROOTS]
 
     # -- reading -----------------------------------------------------------
 
@@ -224,6 +229,9 @@ class YDoc:
         captured, self._captured = self._captured, []
         self.size += sum(len(update) for update in captured)
         return [Change(update, origin) for update in captured if update != _EMPTY_UPDATE]
+
+    def _on_life(self, event: object) -> None:
+        self.life_changed = True  # inside the transaction: a flag, nothing more
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Runs inside the write transaction: capture bytes, touch nothing.

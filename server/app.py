@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 from crdt.errors import StoreError
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, history_pages, identity, pages, peer_pages, security
+from server import browser_ws, history_pages, identity, life_pages, pages, peer_pages, security
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
 from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, NETWORK_KEY, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
@@ -66,8 +66,14 @@ async def not_found(request: web.Request, handler: Handler) -> web.StreamRespons
         message = "no such page" if missing else f"{request.method} is not allowed here"
         if request.path.startswith("/api/"):
             return web.json_response({"error": message}, status=exc.status, headers=headers)
-        html = request.app[TEMPLATES].get_template("error.html").render(
-            request=request, title="Page not found" if missing else "Not allowed", message=message.capitalize() + "."
+        html = (
+            request.app[TEMPLATES]
+            .get_template("error.html")
+            .render(
+                request=request,
+                title="Page not found" if missing else "Not allowed",
+                message=message.capitalize() + ".",
+            )
         )
         return web.Response(text=html, content_type="text/html", status=exc.status, headers=headers)
 
@@ -153,6 +159,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     pages.add_routes(app)
     peer_pages.add_routes(app)
     history_pages.add_routes(app)
+    life_pages.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
     app.router.add_get("/peer", peering_module.handle)
     app.router.add_get("/static/{digest}/{path:.+}", static.handle)

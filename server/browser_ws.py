@@ -11,10 +11,11 @@ from contextlib import suppress
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from crdt.engine import CLOSE_DELETED
 from crdt.errors import InvalidName
 from crdt.names import validate_name
 from server.keys import BROWSER_SOCKETS, RUNTIME
-from server.runtime import Connection
+from server.runtime import Connection, DocumentGone
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(text="this address takes a WebSocket (the y-websocket protocol), not a plain request")
     runtime = request.app[RUNTIME]
-    runtime.check_readable(name)  # a damaged document is refused before the upgrade
+    # ?key=1: the path names the document's key (the editor's, which follows
+    # it through renames); else its name, as any y-websocket client gives it.
+    key = name if request.query.get("key") == "1" else runtime.key_for(name)
+    if key in runtime.damaged:
+        runtime.check_readable(key)  # a damaged document is refused before the upgrade
     await ws.prepare(request)
-    await runtime.session(name)
+    try:
+        await runtime.session_of(key)
+        conn = runtime.attach(key, wants_acks=request.query.get("acks") == "1", remote=request.remote or "")
+    except DocumentGone as exc:
+        await ws.close(code=CLOSE_DELETED, message=str(exc).encode()[:120])
+        return ws
     sockets = request.app[BROWSER_SOCKETS]
     sockets.add(ws)
-    conn = runtime.attach(name, wants_acks=request.query.get("acks") == "1", remote=request.remote or "")
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(conn.outbox.pump(ws))

@@ -76,6 +76,13 @@ class Catalog:
         self.rows[name] = DocumentInfo(name, 0, now, now)
         store.write(Write(name, at=now))
 
+    def forget(self, store: StoreThread, name: str) -> None:
+        """*name* was deleted forever: its row and every update go."""
+        self.rows.pop(name, None)
+        self.damaged.pop(name, None)
+        self.dirty.discard(name)
+        store.write(Write(name, forget=True))
+
     def changed(self, store: StoreThread, name: str, update: bytes, urgent: bool) -> None:
         """Store a change of *name*."""
         if name not in self.rows:

@@ -97,7 +97,7 @@ async def _payload(request: web.Request) -> dict[str, Any]:
 
 async def api_history(request: web.Request) -> web.Response:
     runtime, name, h = await _history(request)
-    recorder = runtime.recorders.get(name)
+    recorder = runtime.recorder(name)
     open_session = None
     if recorder is not None and recorder.session is not None:
         s = recorder.session

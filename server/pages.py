@@ -20,7 +20,7 @@ from crdt.store import DocumentInfo
 from server.assets import VENDOR_BUNDLE
 from server.browser_ws import MAX_FRAME_BYTES
 from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
-from server.runtime import DocumentExists, Runtime
+from server.runtime import DocumentExists, DocumentNotFound, Runtime
 from server.security import CSP_HASHES, script_hash
 
 # Largest text file accepted by import (and by POST /api/docs with "text").
@@ -90,7 +90,18 @@ def _doc_json(info: DocumentInfo) -> dict[str, Any]:
 
 
 def _infos(runtime: Runtime) -> list[DocumentInfo]:
-    return [runtime.info(name) for name in sorted(runtime.catalog)]
+    return [runtime.info(name) for name in runtime.names()]
+
+
+def _missing(request: web.Request, runtime: Runtime, name: str, suffix: str = "") -> web.Response:
+    """The answer for /doc/{name} when no live document has that name: a
+    redirect to the document's new name if it was renamed, else a page that
+    says whether it is in the Trash."""
+    moved = runtime.core.registry.moved(name)
+    if moved is not None:
+        raise web.HTTPFound(f"/doc/{runtime.name_of(moved)}{suffix}")
+    in_trash = runtime.core.registry.trashed(name) is not None
+    return render(request, "missing.html", status=404, name=name, in_trash=in_trash)
 
 
 # -- pages ---------------------------------------------------------------------
@@ -111,6 +122,7 @@ async def index(
     return render(
         request, "index.html", status=status, documents=_infos(runtime), name_rule=NAME_RULE,
         problem=problem, problem_form=form, typed=typed, existing=existing,
+        notice=request.query.get("notice", ""), undo=request.query.get("undo", ""),
     )  # fmt: skip
 
 
@@ -118,7 +130,7 @@ async def editor(request: web.Request) -> web.Response:
     name = _name(request, request.match_info["name"], html=True)
     runtime = request.app[RUNTIME]
     if not runtime.exists(name):
-        return render(request, "missing.html", status=404, name=name)
+        return _missing(request, runtime, name)
     static = request.app[STATIC]
     importmap = json.dumps(
         {"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE), "meshpad-history": static.url("history.js")}}
@@ -128,6 +140,7 @@ async def editor(request: web.Request) -> web.Response:
         request,
         "editor.html",
         name=name,
+        key=runtime.key(name),
         importmap=importmap,
         max_document_bytes=MAX_DOCUMENT_BYTES,
         max_frame_bytes=MAX_FRAME_BYTES,
@@ -196,7 +209,7 @@ async def export(request: web.Request) -> web.Response:
     name = _name(request, request.match_info["name"], html=True)
     runtime = request.app[RUNTIME]
     if not runtime.exists(name):
-        return render(request, "missing.html", status=404, name=name)
+        return _missing(request, runtime, name, "/export")
     session = await runtime.session(name)
     return web.Response(
         text=session.document.text,
@@ -211,7 +224,7 @@ async def healthz(request: web.Request) -> web.Response:
     store = runtime.store
     body = {
         "status": "ok" if store.failed is None else "store failed",
-        "documents": len(runtime.catalog),
+        "documents": len(runtime.names()),
         "connections": len(runtime.connections),
         "store_backlog": store.backlog(),
         "store_commits": store.batches,
@@ -234,9 +247,12 @@ async def api_list(request: web.Request) -> web.Response:
 async def api_get(request: web.Request) -> web.Response:
     name = _name(request, request.match_info["name"], html=False)
     runtime = request.app[RUNTIME]
-    if not runtime.exists(name):
-        raise json_error(404, f"no document named {name!r}")
-    session = await runtime.session(name)
+    try:
+        key = runtime.key(name)
+    except DocumentNotFound as exc:
+        missing = {"error": str(exc)} | ({"name": exc.moved_to} if exc.moved_to else {})
+        raise web.HTTPNotFound(text=json.dumps(missing), content_type="application/json") from exc
+    session = await runtime.session_of(key)
     body = _doc_json(runtime.info(name))
     body["text"] = session.document.text
     body["length"] = len(body["text"])

@@ -29,6 +29,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from crdt import peerwire
+from crdt import peerwire as pw
 from crdt.errors import RemoteProtocolError
 from crdt.limits import CONNECTIONS_PER_ADDRESS, BanList
 from crdt.secure import CHUNK, TAG, Identity, SecureChannel
@@ -282,6 +283,11 @@ class Peering:
                 _, message = link.channel.receive(msg.data)
                 assert message is not None
                 effects = engine.peer_frame(link.id, message, self.runtime.now())
+            except pw.VersionMismatch as exc:
+                # A peer of another version is told why, and not banned: it is not misbehaving.
+                log.warning("link %s %s: %s", "to" if link.channel.initiator else "from", link.address, exc)
+                link.close(f"protocol error: {exc}")
+                return
             except RemoteProtocolError as exc:
                 self._refuse(link, host, str(exc))
                 return

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from crdt import history as hist
-from crdt import ywire
+from crdt import meta, ywire
 from crdt.browsers import Acknowledge, CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.engine import Created, Effect, Engine
+from crdt.engine import Created, DocumentGone, Effect, Engine, Forget, NameTaken
 from crdt.engine import Store as StoreChange
 from crdt.errors import MeshpadError, StoreError
 from crdt.names import validate_name
@@ -47,6 +47,17 @@ OUTBOX_LIMIT = 4096
 
 class DocumentExists(MeshpadError):
     pass
+
+
+class DocumentNotFound(MeshpadError):
+    """No live document has that name; *moved_to* names the one that had it."""
+
+    def __init__(self, message: str, moved_to: str | None = None) -> None:
+        super().__init__(message)
+        self.moved_to = moved_to
+
+
+__all__ = ["DocumentExists", "DocumentGone", "DocumentNotFound", "NameTaken", "Runtime"]
 
 
 class DocumentDamaged(StoreError):
@@ -139,6 +150,9 @@ class Runtime:
             self._config, documents, self._session_gap,
         )  # fmt: skip
         self.engine.node.blocked.update(self.damaged)
+        for key in self.damaged:
+            self.engine.registry.set(key, meta.Meta())  # listed, and reported when opened
+        self.perform(self.engine.start(self.now()))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -215,6 +229,8 @@ class Runtime:
             elif isinstance(effect, Created):
                 if effect.name not in self.catalog:
                     self._register(effect.name)
+            elif isinstance(effect, Forget):
+                self.documents.forget(self.store, effect.name)
             elif isinstance(effect, CloseBrowser):
                 self._close_browser(effect)
             elif isinstance(effect, Dial):
@@ -258,44 +274,126 @@ class Runtime:
 
     # -- documents ---------------------------------------------------------
 
+    # Names are what people and the API use; the engine and the store know a
+    # document by its key (crdt.meta). These methods take names.
+
     def exists(self, name: str) -> bool:
-        return name in self.catalog
+        return self.core.registry.resolve(name) is not None
+
+    def key(self, name: str) -> str:
+        """The key of the live document called *name*. Raises
+        DocumentNotFound (with the name it has now, if it was renamed)."""
+        key = self.core.registry.resolve(name)
+        if key is not None:
+            return key
+        moved = self.core.registry.moved(name)
+        raise DocumentNotFound(
+            f"no document named {name!r}" + (f": it is now called {self.core.registry.name(moved)!r}" if moved else ""),
+            self.core.registry.name(moved) if moved else None,
+        )
+
+    def name_of(self, key: str) -> str:
+        return self.core.registry.name(key)
+
+    def names(self) -> list[str]:
+        """Every live document's name, sorted."""
+        return sorted(self.core.registry.live())
 
     def check_readable(self, name: str) -> None:
         """Raise DocumentDamaged if *name* is in the store but cannot be read."""
-        if name in self.damaged:
-            raise DocumentDamaged(self.damaged[name])
+        key = self.core.registry.resolve(name) or name
+        if key in self.damaged:
+            raise DocumentDamaged(self.damaged[key])
+
+    def key_for(self, name: str) -> str:
+        """The key of *name*, live, or the key a new document of that name gets."""
+        validate_name(name)
+        return self.core.registry.resolve(name) or self.core.registry.new_key(name, self.core.rng)
 
     async def session(self, name: str) -> DocumentSession:
         """The session of *name*, creating the document if it is new."""
-        validate_name(name)
-        self.check_readable(name)
-        if name not in self.core.documents:
-            self.perform(self.core.create(name, self.now()))
-        return self.core.session(name)
+        return await self.session_of(self.key_for(name))
+
+    async def session_of(self, key: str) -> DocumentSession:
+        if key in self.damaged:
+            raise DocumentDamaged(self.damaged[key])
+        gone = self.core.gone(key)
+        if gone is not None:
+            raise DocumentGone(gone)
+        if key not in self.core.documents:
+            self.perform(self.core.create(key, self.now()))
+        return self.core.session(key)
 
     async def create(self, name: str, text: str = "") -> DocumentSession:
         validate_name(name)
-        if name in self.catalog:
+        if self.exists(name):
             raise DocumentExists(f"document {name!r} already exists")
-        session = await self.session(name)
+        key = self.key_for(name)
+        session = await self.session_of(key)
         if text:
             # Text this peer brings in (an import) is attributed to the peer.
-            self.perform(self.core.author(name, [(0, 0, text)], hist.Author("", "", self.peer_hex), self.now()))
+            self.perform(self.core.author(key, [(0, 0, text)], hist.Author("", "", self.peer_hex), self.now()))
         return session
 
     def name_version(self, name: str, label: str, by: hist.Author) -> str:
-        version_id, effects = self.core.name_version(name, label, by, self.now())
+        version_id, effects = self.core.name_version(self.key(name), label, by, self.now())
         self.perform(effects)
         return version_id
 
     def restore(self, name: str, version_id: str, by: hist.Author) -> str:
-        restored, effects = self.core.restore(name, version_id, by, self.now())
+        restored, effects = self.core.restore(self.key(name), version_id, by, self.now())
         self.perform(effects)
         return restored
 
+    # -- a document's life ---------------------------------------------------------
+
+    async def delete(self, name: str, by: hist.Author) -> str:
+        """Move *name* to the Trash; returns its key."""
+        key = self.key(name)
+        await self.session_of(key)
+        self.perform(self.core.delete(key, by, self.now()))
+        await self.durable()
+        return key
+
+    def trash(self) -> list[tuple[str, str, meta.Deletion, bool]]:
+        return self.core.trash()
+
+    def trashed(self, name: str) -> str:
+        """The key of the document in the Trash called *name*."""
+        key = self.core.registry.trashed(name)
+        if key is None:
+            raise DocumentNotFound(f"no document named {name!r} in the Trash")
+        return key
+
+    async def undelete(self, name: str, by: hist.Author) -> str:
+        """Bring *name* back from the Trash; returns its name, live."""
+        key = self.trashed(name)
+        if key not in self.core.documents:
+            self.perform(self.core.create(key, self.now()))
+        self.perform(self.core.undelete(key, by, self.now()))
+        await self.durable()
+        return self.name_of(key)
+
+    async def forget(self, name: str, by: hist.Author) -> None:
+        """Delete *name* forever (it must be in the Trash)."""
+        key = self.trashed(name)
+        self.perform(self.core.forget(key, by, self.now()))
+        await self.durable()
+
+    async def rename(self, name: str, new: str) -> str:
+        """Raises NameTaken, InvalidName, DocumentNotFound; returns the key."""
+        validate_name(new)
+        key = self.key(name)
+        await self.session_of(key)
+        self.perform(self.core.rename(key, new, self.now()))
+        await self.durable()
+        return key
+
     def history(self, name: str) -> hist.History:
-        return self.core.history(name)
+        return self.core.history(self.key(name))
+
+    def recorder(self, name: str) -> hist.Recorder | None:
+        return self.core.recorders.get(self.key(name))
 
     @property
     def recorders(self) -> dict[str, hist.Recorder]:
@@ -305,8 +403,10 @@ class Runtime:
         self.documents.register(self.store, name)
 
     def info(self, name: str) -> DocumentInfo:
-        """What the documents list shows (``server.catalog``)."""
-        return self.documents.info(name, self.core.documents, self.core.recorders, self.history)
+        """What the documents list shows (``server.catalog``), by name."""
+        key = self.key(name)
+        found = self.documents.info(key, self.core.documents, self.core.recorders, self.core.history)
+        return DocumentInfo(name, found.length, found.created_at, found.updated_at)
 
     def _store(self, name: str, update: bytes, urgent: bool) -> None:
         self.documents.changed(self.store, name, update, urgent)
@@ -332,9 +432,11 @@ class Runtime:
 
     # -- browser connections ---------------------------------------------------
 
-    def attach(self, name: str, wants_acks: bool, remote: str = "") -> Connection:
-        conn_id, effects = self.core.connect(name, self.now())
-        conn = Connection(conn_id, name, wants_acks, remote=remote)
+    def attach(self, key: str, wants_acks: bool, remote: str = "") -> Connection:
+        """A browser connection to the document *key* (``session_of`` first).
+        Raises DocumentGone."""
+        conn_id, effects = self.core.connect(key, self.now())
+        conn = Connection(conn_id, key, wants_acks, remote=remote)
         self.connections[conn.id] = conn
         self.perform(effects)
         return conn

@@ -99,6 +99,10 @@ class SQLiteStore:
         try:
             with self._transaction():
                 for w in batch:
+                    if w.forget:
+                        for table in ("updates", "snapshots", "documents"):
+                            self._db.execute(f"DELETE FROM {table} WHERE name = ?", (w.name,))
+                        continue
                     self._db.execute(
                         "INSERT OR IGNORE INTO documents (name, length, created_at, updated_at) VALUES (?, 0, ?, ?)",
                         (w.name, w.at, w.at),
@@ -119,7 +123,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
         for w in batch:
-            if w.update is not None:
+            if w.forget:
+                self._log_sizes.pop(w.name, None)
+            elif w.update is not None:
                 size = self._log_sizes[w.name] = self._log_sizes.get(w.name, 0) + 1
                 if size > COMPACT_AFTER_UPDATES and w.name not in grown:
                     grown.append(w.name)

@@ -69,8 +69,19 @@ async def test_a_plain_get_of_a_websocket_address_creates_nothing(client):
 async def test_safe_methods_change_nothing(client):
     """No route changes state on GET or HEAD."""
     before = await (await client.get("/api/docs")).json()
-    for path in ("/", "/doc/ghost", "/doc/ghost/export", "/api/docs/ghost", "/peers", "/api/peers", "/healthz",
-                 "/ws/ghost", "/peer", "/docs", "/docs/import"):
+    for path in (
+        "/",
+        "/doc/ghost",
+        "/doc/ghost/export",
+        "/api/docs/ghost",
+        "/peers",
+        "/api/peers",
+        "/healthz",
+        "/ws/ghost",
+        "/peer",
+        "/docs",
+        "/docs/import",
+    ):
         await client.get(path)
         await client.head(path)
     assert await (await client.get("/api/docs")).json() == before == []
