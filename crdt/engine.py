@@ -185,7 +185,8 @@ class Engine:
     def undelete(self, key: str, by: history.Author, now: float) -> list[Effect]:
         """Bring *key* back from the Trash, on every peer."""
         session = self.session(key)
-        return self._session_effects(key, session.changed(meta.restore(session.document, by.name, self.peer_hex, self.wall())), now)  # fmt: skip
+        changes = meta.restore(session.document, by.name, self.peer_hex, self.wall())
+        return self._session_effects(key, session.changed(changes), now)
 
     def rename(self, key: str, new: str, now: float) -> list[Effect]:
         """Raises NameTaken when a live document other than *key* has *new*."""
@@ -196,7 +197,8 @@ class Engine:
         if old == new:
             return []
         session = self.session(key)
-        return self._session_effects(key, session.changed(meta.rename(session.document, key, old, new, self.wall())), now)  # fmt: skip
+        changes = meta.rename(session.document, key, old, new, self.wall())
+        return self._session_effects(key, session.changed(changes), now)
 
     def forget(self, key: str, by: history.Author, now: float) -> list[Effect]:
         """Delete *key* forever, on every peer: only its tombstone stays."""
@@ -441,7 +443,8 @@ class Engine:
         session = self.sessions.get(name)
         if session is None:
             self._queue_push(name, change.origin, change.update)
-            return [Store(name, change.update, _from_peer(change.origin)), *self.browsers.release(name), *self._life(name, now)]  # fmt: skip
+            stored = Store(name, change.update, _from_peer(change.origin))
+            return [stored, *self.browsers.release(name), *self._life(name, now)]
         self._holding.add(name)  # sent to its browsers with the others of this turn, at the flush
         return self._session_effects(name, session.changed([change], hold=True), now)
 
