@@ -28,10 +28,10 @@ from nodenet import Routes, Timeline
 from pycrdt import Doc, Text
 
 from crdt import history, ywire
-from crdt.browsers import PauseBrowser, ResumeBrowser, SendBrowser
+from crdt.browsers import CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.document import Document
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.engine import Created, Engine, Store
+from crdt.engine import CLOSE_DELETED, Created, DocumentGone, Engine, Forget, NameTaken, Store
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.ytext import utf8_offset
@@ -176,7 +176,8 @@ class SimNetwork(Timeline):
         peer.engine = engine
         peer.epoch += 1
         peer.timer_at = None
-        for browser in peer.browsers.values():
+        self._perform(peer, engine.start(self.now))
+        for browser in list(peer.browsers.values()):
             self._connect(peer, browser)  # a browser reconnects by itself
         self._arm(peer)
 
@@ -210,7 +211,11 @@ class SimNetwork(Timeline):
     def _connect(self, peer: SimPeer, browser: SimBrowser) -> None:
         engine = peer.engine
         assert engine is not None
-        browser.conn, effects = engine.connect(browser.name, self.now)
+        try:
+            browser.conn, effects = engine.connect(browser.name, self.now)
+        except DocumentGone:
+            del peer.browsers[browser.name]  # the editor says so, and stops (its edits stay in it)
+            return
         browser.paused, browser.unread = False, []
         self._perform(peer, effects)
         self._typed(peer, browser, browser.hello() + browser.take())
@@ -228,9 +233,50 @@ class SimNetwork(Timeline):
         self._perform(peer, effects)
 
     def edit(self, i: int, name: str) -> None:
-        """A random insert or delete, typed in node i's browser of *name*."""
+        """A random insert or delete, typed in node i's browser of *name*
+        (none if node i has it in the Trash, or forgot it)."""
+        peer = self.peers[i]
+        if peer.engine is not None and peer.engine.gone(name) is not None and name not in peer.browsers:
+            return
         browser = self.browser(i, name)
-        self._typed(self.peers[i], browser, browser.edit(self.rng))
+        if name in peer.browsers:
+            self._typed(peer, browser, browser.edit(self.rng))
+
+    # -- a document's life ------------------------------------------------------
+
+    def _person(self, i: int) -> history.Author:
+        return history.Author(f"person-{i}", "#000000", self._peer_ids[i].hex())
+
+    def delete(self, i: int, key: str) -> bool:
+        engine = self._engine(i)
+        if not engine.registry.is_live(key) or key not in engine.documents:
+            return False
+        self._perform(self.peers[i], engine.delete(key, self._person(i), self.now))
+        return True
+
+    def undelete(self, i: int, key: str) -> bool:
+        engine = self._engine(i)
+        if not engine.registry.is_trashed(key) or key not in engine.documents:
+            return False
+        self._perform(self.peers[i], engine.undelete(key, self._person(i), self.now))
+        return True
+
+    def rename(self, i: int, key: str, new: str) -> bool:
+        engine = self._engine(i)
+        if not engine.registry.is_live(key) or key not in engine.documents:
+            return False
+        try:
+            self._perform(self.peers[i], engine.rename(key, new, self.now))
+        except NameTaken:
+            return False
+        return True
+
+    def forget(self, i: int, key: str) -> bool:
+        engine = self._engine(i)
+        if not engine.registry.is_trashed(key):
+            return False
+        self._perform(self.peers[i], engine.forget(key, self._person(i), self.now))
+        return True
 
     def author(self, i: int, name: str, text: str) -> None:
         """Node i's browser appends *text* to *name* (creating it)."""
@@ -302,6 +348,12 @@ class SimNetwork(Timeline):
                 self._write(peer, Write(e.name, e.update, at=self.now), urgent=not e.relayed)
             elif isinstance(e, Created):
                 self._write(peer, Write(e.name, at=self.now), urgent=True)
+            elif isinstance(e, Forget):
+                self._write(peer, Write(e.name, forget=True, at=self.now), urgent=True)
+            elif isinstance(e, CloseBrowser):
+                browser = next((b for b in peer.browsers.values() if b.conn == e.conn), None)
+                if browser is not None and e.code == CLOSE_DELETED:
+                    del peer.browsers[browser.name]
             elif isinstance(e, SendBrowser):
                 browser = next((b for b in peer.browsers.values() if b.conn == e.conn), None)
                 if browser is not None:
