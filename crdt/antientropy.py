@@ -95,7 +95,7 @@ class AntiEntropy:
         root = self.replicas.root_digest()
         if msg.root == root:
             link.all_in_sync = True
-            link.in_sync = set(self.replicas.documents)
+            link.in_sync = set(self.replicas.held())
             if not msg.answer:
                 # (5) Equal roots are answered, so that both ends know they are in sync.
                 effects.append(self.links.send(link, pw.encode(pw.Digest(root, msg.count, True)), now))
@@ -103,7 +103,8 @@ class AntiEntropy:
         link.all_in_sync = False
         if msg.answer:
             return effects  # something changed since: the next round finds what
-        entries = tuple((name, doc.digest()) for name, doc in sorted(self.replicas.documents.items()))
+        digest_of = self.replicas.digest_of
+        entries = tuple((name, digest_of(name) or b"") for name in self.replicas.held())
         return [*effects, self.links.send(link, pw.encode(pw.DocDigests(entries)), now)]
 
     def on_doc_digests(self, link: Link, msg: pw.DocDigests, now: float) -> list[Effect]:
@@ -112,13 +113,13 @@ class AntiEntropy:
         effects: list[Effect] = []
         in_sync: set[str] = set()
         differ = False
-        documents = self.replicas.documents
-        for name in sorted(set(theirs) | set(documents)):
+        held = self.replicas.held()
+        for name in sorted(set(theirs).union(held)):
             if self.replicas.refuses(name) or name in link.unavailable:
                 continue
-            mine = documents.get(name)
+            mine = self.replicas.digest_of(name)
             digest = theirs.get(name)
-            if mine is not None and digest == mine.digest():
+            if mine is not None and digest == mine:
                 in_sync.add(name)
                 continue
             differ = True

@@ -31,3 +31,5 @@ class Config:
     swap_after: float = 0.05  # an UPDATE this much later than an IHAVE naming it: the lazy link is the faster path
     backoff: Backoff = field(default_factory=Backoff)
     push: bool = True  # False leaves spreading to anti-entropy alone (to measure it)
+    unload_after: float = 300.0  # a document with no browser and no traffic this long is unloaded
+    max_loaded: int = 1000  # documents held in memory, at most, beyond those in use

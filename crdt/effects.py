@@ -95,6 +95,14 @@ class LinkLost:
     planned: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Read *name* from the store and hand it to ``loaded``: messages for it
+    wait until then."""
+
+    name: str
+
+
 Effect = (
     SendPeer
     | Dial
@@ -106,6 +114,7 @@ Effect = (
     | LinkLost
     | PauseLink
     | ResumeLink
+    | Load
 )
 
 

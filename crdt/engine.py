@@ -28,6 +28,13 @@ Rules kept here:
    in time expires.
 5. What browsers of this peer type is grouped into editing sessions, which
    become versions in the history (``crdt.history``).
+7. A document with no browser, nothing waiting on it and no traffic for
+   ``unload_after`` is unloaded (and the least recently used of those
+   beyond ``max_loaded``, sooner): the shell is told (:class:`Unload`),
+   makes its writes durable, and hands it back (:meth:`Engine.unloaded`);
+   if it was used meanwhile it stays. Unloaded, only its summary is kept
+   (``crdt.replicas`` rule 0); it is loaded again when a browser, the API
+   or a link needs it.
 6. Backpressure instead of disconnects (``crdt.browsers``): a browser that
    runs ahead of the causes of its updates is not read from until they
    arrive; if they do not come in time, or its updates cannot wait, it is
@@ -39,7 +46,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pycrdt import merge_updates
 
@@ -52,6 +59,7 @@ from crdt.errors import LocalProtocolError, MeshpadError, RemoteProtocolError
 from crdt.meta import FORGOTTEN_KEY
 from crdt.node import Config, Node
 from crdt.registry import Registry
+from crdt.replicas import Summary
 from crdt.session import AwarenessOut, Changed, DocumentSession, Send
 from crdt.session import Effect as SessionEffect
 
@@ -89,13 +97,22 @@ class Created:
 
 
 @dataclass(frozen=True, slots=True)
+class Unload:
+    """*name* is idle: make its writes durable, then call ``unloaded``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Forget:
     """*name* was deleted forever: remove it from the store."""
 
     name: str
 
 
-Effect = NodeEffect | BrowserEffect | Store | Created | Forget
+Effect = NodeEffect | BrowserEffect | Store | Created | Forget | Unload
+# How often idle documents are looked for (rule 7).
+UNLOAD_SWEEP_SECONDS = 1.0
 
 
 class Engine:
@@ -109,8 +126,12 @@ class Engine:
         config: Config | None = None,
         documents: dict[str, Document] | None = None,
         session_gap: float = history.SESSION_GAP,
+        summaries: dict[str, Summary] | None = None,
     ) -> None:
+        """*documents* are loaded; *summaries* are those that are not."""
         self.node = Node(peer_id, listen, rng, new_client_id, config, documents, relay=False)
+        self.config = self.node.config
+        self.node.replicas.unloaded.update(summaries or {})
         self.rng = rng
         self.new_client_id = new_client_id
         self.wall = wall  # seconds since the epoch, for the history
@@ -125,6 +146,10 @@ class Engine:
         self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
         self._node_touched = True  # the node was called since _node_due was read
         self.registry = Registry()
+        self._unloading: dict[str, float] = {}  # (7) document -> when it was asked
+        self._next_unload = 0.0
+        for key, summary in self.node.replicas.unloaded.items():
+            self.registry.set(key, summary.meta)
         for key, doc in self.node.documents.items():
             doc.life_changed = False
             if key != FORGOTTEN_KEY:
@@ -206,6 +231,76 @@ class Engine:
         tombs = self.session(FORGOTTEN_KEY)
         changes = meta.forget(tombs.document, key, self.registry.name(key), by.name, self.peer_hex, self.wall())
         return effects + self._session_effects(FORGOTTEN_KEY, tombs.changed(changes), now)
+
+    # -- (7) loading and unloading ---------------------------------------------------
+
+    def load(self, key: str) -> list[Effect]:
+        """*key* is needed (a browser, the API): load it if it is not."""
+        return self._node_effects(self.node.load(key), 0.0)
+
+    def needs_load(self, key: str) -> bool:
+        return self.node.replicas.needs_load(key)
+
+    def loaded(self, key: str, updates: list[bytes], now: float) -> list[Effect]:
+        """What the store holds of *key*, read back. Raises what decoding
+        raises (the shell then calls :meth:`load_failed`)."""
+        if not self.node.replicas.needs_load(key):
+            return []  # deleted forever while it was read
+        doc = Document(key, self.new_client_id())
+        doc.load(updates)
+        doc.life_changed = False
+        self.node.replicas.used[key] = now
+        return self._node_effects(self.node.loaded(doc, now), now)
+
+    def load_failed(self, key: str, now: float) -> list[Effect]:
+        return self._node_effects(self.node.load_failed(key, now), now)
+
+    def unloaded(self, key: str, now: float) -> bool:
+        """(7) The shell made *key*'s writes durable: drop it from memory,
+        unless it was used since it was asked. True when it was dropped."""
+        asked = self._unloading.pop(key, None)
+        doc = self.node.documents.get(key)
+        if asked is None or doc is None or not self._idle(key) or self.node.replicas.used.get(key, 0.0) > asked:
+            return False
+        found = self.registry.metas.get(key, meta.Meta())
+        if found.deleted is not None:
+            found = replace(found, changed_after_delete=meta.text_hash(doc.text) != found.deleted.text_hash)
+            self.registry.set(key, found)
+        self.node.replicas.unload(key, Summary(doc.digest(), doc.encode_state_vector(), found, len(doc.text)))
+        self.sessions.pop(key, None)
+        self.histories.pop(key, None)
+        return True
+
+    def _idle(self, key: str) -> bool:
+        """Nothing here needs *key* in memory."""
+        session = self.sessions.get(key)
+        node = self.node
+        return not (
+            key == FORGOTTEN_KEY
+            or (session is not None and (session.connections or session.holding))
+            or key in self.recorders
+            or key in self._holding
+            or any(k == key for k, _ in self._to_push)
+            or node.replicas.busy(key)
+            or node.parked(key)
+            or key in node.antientropy.fetches.wants
+            or key in node.push._missing
+            or any(key in link.syncing or key in link.announce for link in node.links.values())
+        )
+
+    def _sweep(self, now: float) -> list[Effect]:
+        """(7) Unload what is idle."""
+        used = self.node.replicas.used
+        candidates = [key for key in self.node.documents if key not in self._unloading and self._idle(key)]
+        candidates.sort(key=lambda k: used.get(k, 0.0))
+        over = len(self.node.documents) - len(self._unloading) - self.config.max_loaded
+        effects: list[Effect] = []
+        for key in candidates:
+            if over > 0 or now - used.get(key, 0.0) >= self.config.unload_after:
+                self._unloading[key] = now
+                effects.append(Unload(key))
+                over -= 1
+        return effects
 
     def trash(self) -> list[tuple[str, str, meta.Deletion, bool]]:
         """The Trash, latest first: (key, name, deletion, changed after it)."""
@@ -316,6 +411,9 @@ class Engine:
         gone = self.gone(name)
         if gone is not None:
             raise DocumentGone(gone)
+        if self.node.replicas.needs_load(name):
+            raise LocalProtocolError(f"{name} is not loaded: load it first")
+        self.node.replicas.used[name] = now
         effects = [] if name in self.node.documents else self.create(name, now)
         conn = self.browsers.open(name)
         return conn, effects + self._session_effects(name, self.session(name).connect(conn), now)
@@ -367,6 +465,9 @@ class Engine:
             for name, session in list(self.sessions.items()):
                 effects += self._session_effects(name, session.expire_remote(now), now)
         effects += self.browsers.tick(now)
+        if now >= self._next_unload:
+            self._next_unload = now + UNLOAD_SWEEP_SECONDS
+            effects += self._sweep(now)
         wall = self.wall()
         for name in [n for n, r in self.recorders.items() if r.due(wall)]:
             effects += self.end_session(name, now)
@@ -399,7 +500,7 @@ class Engine:
         soonest = self._node_due
         if self._next_sweep is not None:
             soonest = min(soonest, max(now, self._next_sweep))
-        soonest = min(soonest, self.browsers.next_deadline())
+        soonest = min(soonest, self.browsers.next_deadline(), max(now, self._next_unload))
         if self.recorders:
             wall = self.wall()
             for recorder in self.recorders.values():
@@ -461,6 +562,7 @@ class Engine:
             if isinstance(effect, Send):
                 out.append(SendBrowser(effect.connection, effect.data))
             elif isinstance(effect, Changed):
+                self.node.replicas.used[name] = now
                 out.append(Store(name, effect.update, _from_peer(effect.origin)))
                 self._queue_push(name, effect.origin, effect.update)
                 if isinstance(effect.origin, int):  # (5) typed in a browser of this peer

@@ -134,8 +134,11 @@ def read(doc: Document) -> Meta:
 
 def rename(doc: Document, key: str, old: str, new: str, at: float) -> list[Change]:
     def write_names(root: Map[Any]) -> None:
+        # Both: the old name redirects, and so does this one if a concurrent
+        # rename wins over it (rule 1).
         if old != key:
             root[old] = at
+        root[new] = at
 
     changes = doc.write_root_map(NAMES, write_names, "local")
     return changes + doc.write_root_map(META, lambda root: root.__setitem__("name", new), "local")

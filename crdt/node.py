@@ -48,7 +48,10 @@ from crdt.effects import (
     LinkHello,
     LinkId,
     LinkLost,
+    Load,
+    PauseLink,
     PeersChanged,
+    ResumeLink,
     SendPeer,
     peer_origin,
 )
@@ -77,6 +80,9 @@ __all__ = [
     "peer_origin",
 ]
 _MAX_MISSING_IDS = MAX_MISSING_IDS
+# Messages of one link that wait for their documents to load, before the
+# link is no longer read from (it is read again once they are handled).
+PARK_PAUSE = 256
 _MIN_TIMER = 0.005  # seconds; the shortest timer next_deadline asks for
 
 
@@ -116,6 +122,10 @@ class Node:
             shuffle_interval=cfg.shuffle_interval, backoff=cfg.backoff,
         )  # fmt: skip
         self.known = self.membership.known
+        # Messages waiting for documents being loaded (crdt.replicas rule 0), in order.
+        self._parked: list[tuple[LinkId, Any, tuple[str, ...]]] = []
+        self._parked_by_link: dict[LinkId, int] = {}
+        self._park_paused: set[LinkId] = set()
         self._handlers: dict[type, Callable[[Link, Any, float], list[Effect]]] = {
             pw.Ping: self.liveness.on_ping,
             pw.Pong: self.liveness.on_pong,
@@ -237,7 +247,78 @@ class Node:
         handler = self._handlers.get(type(msg))
         if handler is None:
             raise RemoteProtocolError(f"{type(msg).__name__.upper()} is not expected on a link that said HELLO")
+        names = _documents_of(msg)
+        if names:
+            used = self.replicas.used
+            for name in names:
+                used[name] = now
+            if any(self.replicas.needs_load(name) for name in names):
+                return self._park(link, msg, names)
         return handler(link, msg, now)
+
+    # -- documents that are not loaded (crdt.replicas rule 0) --------------------------
+
+    def _park(self, link: Link, msg: Any, names: tuple[str, ...]) -> list[Effect]:
+        effects: list[Effect] = []
+        for name in names:
+            if self.replicas.needs_load(name) and name not in self.replicas.loading:
+                self.replicas.loading.add(name)
+                effects.append(Load(name))
+        self._parked.append((link.id, msg, names))
+        count = self._parked_by_link[link.id] = self._parked_by_link.get(link.id, 0) + 1
+        if count == PARK_PAUSE:
+            self._park_paused.add(link.id)
+            effects.append(PauseLink(link.id))
+        return effects
+
+    def load(self, name: str) -> list[Effect]:
+        """Ask for *name* to be loaded (a browser opens it)."""
+        if not self.replicas.needs_load(name) or name in self.replicas.loading:
+            return []
+        self.replicas.loading.add(name)
+        return [Load(name)]
+
+    def loaded(self, doc: Document, now: float) -> list[Effect]:
+        """*doc* was read back from the store: the messages that waited for it
+        are handled now, in the order they came."""
+        self.replicas.loaded(doc)
+        return self._replay(now)
+
+    def load_failed(self, name: str, now: float) -> list[Effect]:
+        """*name* cannot be read: it is blocked (links are told UNAVAILABLE)."""
+        self.replicas.loading.discard(name)
+        self.replicas.unloaded.pop(name, None)
+        self.replicas.blocked.add(name)
+        return self._replay(now)
+
+    def parked(self, name: str) -> bool:
+        return any(name in names for _, _, names in self._parked)
+
+    def _replay(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        waiting: list[tuple[LinkId, Any, tuple[str, ...]]] = []
+        parked, self._parked = self._parked, []
+        for link_id, msg, names in parked:
+            if any(self.replicas.needs_load(name) for name in names):
+                waiting.append((link_id, msg, names))
+                continue
+            self._parked_by_link[link_id] -= 1
+            link = self.links.get(link_id)
+            if link is None or not link.live:
+                continue
+            try:
+                effects += self._handlers[type(msg)](link, msg, now)
+            except RemoteProtocolError as exc:
+                effects.append(self.table.close_id(link_id, f"protocol error: {exc}"))
+        self._parked = waiting + self._parked
+        for link_id in list(self._park_paused):
+            if self._parked_by_link.get(link_id, 0) < PARK_PAUSE // 2:
+                self._park_paused.discard(link_id)
+                effects.append(ResumeLink(link_id))
+        for link_id, count in list(self._parked_by_link.items()):
+            if count <= 0:
+                del self._parked_by_link[link_id]
+        return effects
 
     # -- timers ------------------------------------------------------------------
 
@@ -267,4 +348,13 @@ class Node:
     # -- what the Peers page shows -----------------------------------------------
 
     def peer_rows(self, now: float) -> list[PeerRow]:
-        return peer_rows(self.table, self.liveness, self.known, self.documents, now)
+        return peer_rows(self.table, self.liveness, self.known, self.replicas.held(), now)
+
+
+def _documents_of(msg: Any) -> tuple[str, ...]:
+    """The documents a message is about (it needs them loaded)."""
+    if isinstance(msg, (pw.Update, pw.SyncStep1, pw.SyncStep2, pw.IHave, pw.Awareness)):
+        return (msg.name,)
+    if isinstance(msg, pw.Graft):
+        return tuple(name for name, _ in msg.documents)
+    return ()

@@ -3,7 +3,7 @@ link, then a row per known peer with no link."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from crdt.links import Links
@@ -31,7 +31,7 @@ class PeerRow:
 
 
 def peer_rows(
-    table: Links, liveness: Liveness, known: KnownPeers, documents: Mapping[str, object], now: float
+    table: Links, liveness: Liveness, known: KnownPeers, documents: Collection[str], now: float
 ) -> list[PeerRow]:
     rows: list[PeerRow] = []
     seen: set[bytes] = set()

@@ -12,6 +12,11 @@ Rules kept here:
    everything it lacks of that document; an update that cannot wait (the
    buffer is full) or starts inside what is here makes it ask the sending
    link for an exact diff.
+0. The table holds every document, in one of three states: *loaded* (its
+   replica is in memory), *unloaded* (only its summary is: digest, state
+   vector, meta, length) or *loading*. Digests and asks read summaries;
+   anything that needs the replica waits for it (``crdt.node``), so no
+   message ever sees a half-loaded document.
 2. A document a link names for the first time is created only if what it
    sent is valid: a refusal leaves nothing half made behind.
 3. A blocked document is never created anew from a peer's data: that would
@@ -45,10 +50,21 @@ from crdt.effects import (
 )
 from crdt.errors import RemoteProtocolError
 from crdt.links import Link, Links
+from crdt.meta import Meta
 from crdt.yupdate import parse_update
 from crdt.ywire import decode_awareness
 
 PAUSE_PENDING = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the table keeps of an unloaded document."""
+
+    digest: bytes
+    state_vector: bytes
+    meta: Meta
+    length: int
 
 
 @dataclass(slots=True)
@@ -73,6 +89,10 @@ class Replicas:
         self.documents = documents
         self.blocked: set[str] = set()
         self.forgotten: set[str] = set()  # deleted forever (crdt.meta): never made again
+        self.unloaded: dict[str, Summary] = {}  # (0)
+        self.loading: set[str] = set()  # (0) unloaded documents being read
+        self._table = 0  # bumped when a document is loaded, unloaded or dropped
+        self.used: dict[str, float] = {}  # when a link's message last named each document
         self._stuck: dict[str, float] = {}  # document -> when its oldest waiting update arrived
         self._paused: dict[LinkId, tuple[str, float]] = {}  # (4) link -> (document, since when)
         self._root: tuple[int, int, bytes] | None = None  # (documents, generations, digest)
@@ -80,6 +100,7 @@ class Replicas:
     def document(self, name: str) -> Document:
         doc = self.documents.get(name)
         if doc is None:
+            assert name not in self.unloaded, f"{name} is not loaded"
             doc = self.documents[name] = Document(name, self.new_client_id())
         return doc
 
@@ -95,13 +116,60 @@ class Replicas:
         """*name*'s state vector, encoded (empty for a document not held):
         asking for a document does not make it."""
         doc = self.documents.get(name)
-        return doc.encode_state_vector() if doc is not None else b"\x00"
+        if doc is not None:
+            return doc.encode_state_vector()
+        summary = self.unloaded.get(name)
+        return summary.state_vector if summary is not None else b"\x00"
+
+    # -- (0) the states ---------------------------------------------------------------
+
+    def holds(self, name: str) -> bool:
+        return name in self.documents or name in self.unloaded
+
+    def held(self) -> list[str]:
+        """Every document held, loaded or not, sorted."""
+        return sorted([*self.documents, *self.unloaded])
+
+    def digest_of(self, name: str) -> bytes | None:
+        doc = self.documents.get(name)
+        if doc is not None:
+            return doc.digest()
+        summary = self.unloaded.get(name)
+        return summary.digest if summary is not None else None
+
+    def needs_load(self, name: str) -> bool:
+        return name in self.unloaded
+
+    def loaded(self, doc: Document) -> None:
+        """*doc*, read back from the store, replaces its summary."""
+        self.unloaded.pop(doc.name, None)
+        self.loading.discard(doc.name)
+        self.documents[doc.name] = doc
+        self._table += 1
+
+    def unload(self, name: str, summary: Summary) -> None:
+        del self.documents[name]
+        self.unloaded[name] = summary
+        self._table += 1
+
+    def busy(self, name: str) -> bool:
+        """Something here waits on *name* (its causes, a paused link)."""
+        doc = self.documents.get(name)
+        return (
+            (doc is not None and doc.pending_count() > 0)
+            or name in self._stuck
+            or any(paused_on == name for paused_on, _ in self._paused.values())
+        )
 
     def drop(self, name: str) -> list[Effect]:
         """*name* is deleted forever: forget it, and what waits for it."""
         self.forgotten.add(name)
+        self.used.pop(name, None)
         self.blocked.discard(name)
         self.documents.pop(name, None)
+        self.unloaded.pop(name, None)
+        self.loading.discard(name)
+        self._table += 1
         self._stuck.pop(name, None)
         effects: list[Effect] = []
         for link_id, (paused_on, _) in list(self._paused.items()):
@@ -112,11 +180,16 @@ class Replicas:
 
     def root_digest(self) -> bytes:
         """Hash over every document's digest, cached until any of them changes."""
-        key = (len(self.documents), sum(doc.generation for doc in self.documents.values()))
+        key = (
+            len(self.documents) + len(self.unloaded) + self._table,
+            sum(d.generation for d in self.documents.values()),
+        )
         if self._root is None or self._root[:2] != key:
             h = hashlib.blake2b(digest_size=pw.HASH_BYTES)
-            for name in sorted(self.documents):
-                h.update(self.documents[name].digest())
+            for name in self.held():
+                digest = self.digest_of(name)
+                assert digest is not None
+                h.update(digest)
             self._root = (*key, h.digest())
         return self._root[2]
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import jinja2
@@ -119,6 +120,13 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     joins = [address for address, _ in settings.join]
     app[NETWORK_KEY] = identity.network_key_text(settings.data_dir, settings.network_key, settings.invited_key)
     me = identity.load_identity(settings.data_dir, app[NETWORK_KEY])
+    if settings.unload_after is not None or settings.max_loaded is not None:
+        base = config or Config()
+        config = replace(
+            base,
+            unload_after=settings.unload_after if settings.unload_after is not None else base.unload_after,
+            max_loaded=settings.max_loaded if settings.max_loaded is not None else base.max_loaded,
+        )
     runtime = Runtime(
         lambda: store if store is not None else SQLiteStore(settings.data_dir),
         peer_id=lambda: me.peer_id,

@@ -16,7 +16,7 @@ from aiohttp import web
 
 VENDOR_BUNDLE = "vendor/meshpad-vendor-1.1.0.js"
 # Files under static/ that pages may reference; anything else is not served.
-SERVED = ("editor.js", "history.js", "peers.js", "style.css", VENDOR_BUNDLE)
+SERVED = ("editor.js", "history.js", "life.js", "docs.js", "peers.js", "style.css", VENDOR_BUNDLE)
 
 
 def asset_root() -> Path:

@@ -130,13 +130,12 @@ class Catalog:
         return DocumentInfo(name, length, info.created_at, changed)
 
 
-def load_all(store: Store) -> tuple[list[DocumentInfo], dict[str, list[bytes] | StoreError]]:
-    """Every document's stored updates (run on the store thread)."""
-    infos = store.documents()
+def load_some(store: Store, names: list[str]) -> dict[str, list[bytes] | StoreError]:
+    """These documents' stored updates (run on the store thread)."""
     logs: dict[str, list[bytes] | StoreError] = {}
-    for info in infos:
+    for name in names:
         try:
-            logs[info.name] = store.load(info.name)
+            logs[name] = store.load(name)
         except StoreError as exc:
-            logs[info.name] = exc
-    return infos, logs
+            logs[name] = exc
+    return logs

@@ -132,15 +132,15 @@ async def editor(request: web.Request) -> web.Response:
     if not runtime.exists(name):
         return _missing(request, runtime, name)
     static = request.app[STATIC]
-    importmap = json.dumps(
-        {"imports": {"meshpad-vendor": static.url(VENDOR_BUNDLE), "meshpad-history": static.url("history.js")}}
-    )
+    modules = {"meshpad-vendor": VENDOR_BUNDLE, "meshpad-history": "history.js", "meshpad-life": "life.js"}
+    importmap = json.dumps({"imports": {module: static.url(path) for module, path in modules.items()}})
     request[CSP_HASHES] = [script_hash(importmap)]
     return render(
         request,
         "editor.html",
         name=name,
         key=runtime.key(name),
+        name_rule=NAME_RULE,
         importmap=importmap,
         max_document_bytes=MAX_DOCUMENT_BYTES,
         max_frame_bytes=MAX_FRAME_BYTES,

@@ -20,25 +20,33 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from pycrdt import merge_updates
 
 from crdt import history as hist
 from crdt import meta, ywire
 from crdt.browsers import Acknowledge, CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
-from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.engine import Created, DocumentGone, Effect, Engine, Forget, NameTaken
+from crdt.document import Document
+from crdt.effects import CloseLink, Dial, Load, PauseLink, PeersChanged, ResumeLink, SendPeer
+from crdt.engine import Created, DocumentGone, Effect, Engine, Forget, NameTaken, Unload
 from crdt.engine import Store as StoreChange
-from crdt.errors import MeshpadError, StoreError
+from crdt.errors import MeshpadError, StoreError, is_crdt_error
 from crdt.names import validate_name
 from crdt.node import Config, Node
+from crdt.replicas import Summary
 from crdt.session import DocumentSession, merge_update_frames
 from crdt.store import DocumentInfo, Store
-from server.catalog import LENGTHS_EVERY, Catalog, load_all
+from server.catalog import LENGTHS_EVERY, Catalog, load_some
 from server.outbox import Outbox
 from server.storage import StoreThread
 
 log = logging.getLogger(__name__)
+
+# Documents read from the store in one call while starting.
+LOAD_CHUNK = 256
 
 # Frames waiting to be written to one browser. A browser that falls this far
 # behind is disconnected; on reconnect it gets one sync instead of a backlog.
@@ -71,6 +79,22 @@ class Network(Protocol):
     def dial(self, address: str) -> None: ...
     def close(self, link: int, reason: str) -> None: ...
     def pause(self, link: int, paused: bool) -> None: ...
+
+
+def summarise(doc: Document) -> Summary:
+    """What the engine keeps of a document it does not hold in memory."""
+    found = meta.read(doc)
+    return Summary(doc.digest(), doc.encode_state_vector(), found, len(doc.text))
+
+
+def _documents(store: Store) -> list[DocumentInfo]:
+    return store.documents()
+
+
+def merged_log(store: Store, key: str) -> list[bytes]:
+    """*key*'s stored updates as one (run on the store thread)."""
+    updates = store.load(key)
+    return [merge_updates(*updates)] if len(updates) > 1 else updates
 
 
 def new_client_id() -> int:
@@ -136,18 +160,36 @@ class Runtime:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it started on
         self._stopping = False
+        self._loads: dict[str, list[asyncio.Future[None]]] = {}  # documents being loaded -> who waits
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life cycle --------------------------------------------------------
 
     async def start(self) -> None:
+        """Read the store: the documents most recently changed, up to the
+        bound on documents in memory, stay loaded; of the others only a
+        summary is kept (``crdt.replicas`` rule 0)."""
         loop = self._loop = asyncio.get_running_loop()
         self.store_thread = StoreThread(self._open_store(), loop, self._on_durable)
         self.store_thread.start()
-        infos, logs = await self.store_thread.call(load_all)
-        documents = self.documents.load(infos, logs, self.store_path(), new_client_id)
+        infos: list[DocumentInfo] = await self.store_thread.call(_documents)
+        bound = (self._config or Config()).max_loaded
+        keep = {i.name for i in sorted(infos, key=lambda i: -i.updated_at)[:bound]} | {meta.FORGOTTEN_KEY}
+        documents: dict[str, Document] = {}
+        summaries: dict[str, Summary] = {}
+        for start in range(0, len(infos), LOAD_CHUNK):
+            chunk = infos[start : start + LOAD_CHUNK]
+            names = [info.name for info in chunk]
+            logs = await self.store_thread.call(partial(load_some, names=names))
+            loaded = self.documents.load(chunk, logs, self.store_path(), new_client_id)
+            for name, doc in loaded.items():
+                if name in keep:
+                    documents[name] = doc
+                else:
+                    summaries[name] = summarise(doc)
         self.engine = Engine(
             self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._clock,
-            self._config, documents, self._session_gap,
+            self._config, documents, self._session_gap, summaries,
         )  # fmt: skip
         self.engine.node.blocked.update(self.damaged)
         for key in self.damaged:
@@ -158,6 +200,8 @@ class Runtime:
         self._stopping = True
         if self._timer is not None:
             self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         engine = self.core
         now = self.now()
         for conn in list(self.connections.values()):
@@ -231,6 +275,10 @@ class Runtime:
                     self._register(effect.name)
             elif isinstance(effect, Forget):
                 self.documents.forget(self.store, effect.name)
+            elif isinstance(effect, Load):
+                self._spawn(self._load(effect.name))
+            elif isinstance(effect, Unload):
+                self._spawn(self._unload(effect.name))
             elif isinstance(effect, CloseBrowser):
                 self._close_browser(effect)
             elif isinstance(effect, Dial):
@@ -314,9 +362,58 @@ class Runtime:
         """The session of *name*, creating the document if it is new."""
         return await self.session_of(self.key_for(name))
 
+    # -- loading and unloading (crdt.engine rule 7) ----------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        if self._stopping:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def loaded(self, key: str) -> None:
+        """Return once *key* is in memory (loading it if it is not).
+        Raises DocumentDamaged if it cannot be read."""
+        while self.core.needs_load(key):
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._loads.setdefault(key, []).append(future)
+            self.perform(self.core.load(key))
+            await future
+        if key in self.damaged:
+            raise DocumentDamaged(self.damaged[key])
+
+    async def _load(self, key: str) -> None:
+        """Read *key* off the loop (the log, merged into one update), then
+        hand it to the engine in one step: nothing sees it half loaded."""
+        try:
+            try:
+                merged = await self.store.call(lambda store: merged_log(store, key))
+                effects = self.core.loaded(key, merged, self.now())
+            except (StoreError, BaseException) as exc:
+                if not isinstance(exc, StoreError) and not is_crdt_error(exc):
+                    raise
+                self.damaged[key] = f"{self.store_path()}: document {key!r} cannot be read: {exc}"
+                log.error("%s", self.damaged[key])
+                effects = self.core.load_failed(key, self.now())
+            self.perform(effects)
+        finally:
+            for future in self._loads.pop(key, []):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _unload(self, key: str) -> None:
+        """Make every write durable (the length too), then let the engine
+        drop *key* from memory."""
+        self._flush_lengths()
+        await self.durable()
+        if self.engine is not None and not self._stopping:
+            self.core.unloaded(key, self.now())
+
     async def session_of(self, key: str) -> DocumentSession:
         if key in self.damaged:
             raise DocumentDamaged(self.damaged[key])
+        await self.loaded(key)
         gone = self.core.gone(key)
         if gone is not None:
             raise DocumentGone(gone)
@@ -368,6 +465,7 @@ class Runtime:
     async def undelete(self, name: str, by: hist.Author) -> str:
         """Bring *name* back from the Trash; returns its name, live."""
         key = self.trashed(name)
+        await self.loaded(key)
         if key not in self.core.documents:
             self.perform(self.core.create(key, self.now()))
         self.perform(self.core.undelete(key, by, self.now()))
@@ -377,6 +475,7 @@ class Runtime:
     async def forget(self, name: str, by: hist.Author) -> None:
         """Delete *name* forever (it must be in the Trash)."""
         key = self.trashed(name)
+        await self.loaded(meta.FORGOTTEN_KEY)
         self.perform(self.core.forget(key, by, self.now()))
         await self.durable()
 

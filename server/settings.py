@@ -160,6 +160,35 @@ OPTIONS += (
         _seconds,
     ),
 )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r}: give a whole number") from None
+    if not 1 <= value <= 10_000_000:
+        raise ValueError(f"{text!r}: give between 1 and 10000000")
+    return value
+
+
+OPTIONS += (
+    Option(
+        "unload_after",
+        "--unload-after",
+        "MESHPAD_UNLOAD_AFTER",
+        "seconds a document with no editor open and no traffic stays in memory (default 300); "
+        "it is loaded again when needed",
+        _seconds,
+    ),
+    Option(
+        "max_loaded",
+        "--max-loaded",
+        "MESHPAD_MAX_LOADED",
+        "documents held in memory at most, besides those in use (default 1000): the least recently used go first",
+        _count,
+    ),
+)
 OPTION = {opt.name: opt for opt in OPTIONS}
 
 
@@ -175,6 +204,8 @@ class Settings:
     join_file: Path | None = None
     network_key_file: Path | None = None
     session_gap: float = 60.0
+    unload_after: float | None = None  # None: crdt.config's default
+    max_loaded: int | None = None
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""

@@ -279,11 +279,6 @@ def test_two_renames_made_apart_agree_on_one_name(cluster):
         assert status == 404 and missing["name"] == winner, missing  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crdt.meta.rename records only the name it replaces in meshpad:names, so the name "
-    "of the rename that lost the conflict is in no replica's aliases: /doc/{loser} is 404",
-)
 def test_the_name_that_lost_a_rename_conflict_redirects(cluster):
     a, b, _, winner, loser = renamed_apart(cluster)
     for p in (a, b):
