@@ -31,7 +31,9 @@ from crdt import history, ywire
 from crdt.browsers import CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.document import Document
 from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.engine import CLOSE_DELETED, Created, DocumentGone, Engine, Forget, NameTaken, Store
+from crdt.effects import Load
+from crdt.meta import FORGOTTEN_KEY
+from crdt.engine import CLOSE_DELETED, Created, DocumentGone, Engine, Forget, NameTaken, Store, Unload
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.ytext import utf8_offset
@@ -154,6 +156,8 @@ class SimNetwork(Timeline):
         # node crashed before it could store them.
         self.named: list[tuple[str, str, int, float]] = []
         self.at_risk: set[str] = set()
+        self.loads = 0
+        self.unloads = 0
         for peer in self.peers:
             self._boot(peer)
 
@@ -202,6 +206,7 @@ class SimNetwork(Timeline):
         peer = self.peers[i]
         browser = peer.browsers.get(name)
         if browser is None:
+            self.ensure_loaded(i, name)
             browser = peer.browsers[name] = SimBrowser(name, self._client_id(), f"person-{i}")
             if peer.engine is not None:
                 self._connect(peer, browser)
@@ -248,6 +253,7 @@ class SimNetwork(Timeline):
         return history.Author(f"person-{i}", "#000000", self._peer_ids[i].hex())
 
     def delete(self, i: int, key: str) -> bool:
+        self.ensure_loaded(i, key)
         engine = self._engine(i)
         if not engine.registry.is_live(key) or key not in engine.documents:
             return False
@@ -255,6 +261,7 @@ class SimNetwork(Timeline):
         return True
 
     def undelete(self, i: int, key: str) -> bool:
+        self.ensure_loaded(i, key)
         engine = self._engine(i)
         if not engine.registry.is_trashed(key) or key not in engine.documents:
             return False
@@ -262,6 +269,7 @@ class SimNetwork(Timeline):
         return True
 
     def rename(self, i: int, key: str, new: str) -> bool:
+        self.ensure_loaded(i, key)
         engine = self._engine(i)
         if not engine.registry.is_live(key) or key not in engine.documents:
             return False
@@ -272,6 +280,7 @@ class SimNetwork(Timeline):
         return True
 
     def forget(self, i: int, key: str) -> bool:
+        self.ensure_loaded(i, FORGOTTEN_KEY)
         engine = self._engine(i)
         if not engine.registry.is_trashed(key):
             return False
@@ -286,6 +295,7 @@ class SimNetwork(Timeline):
     def name_version(self, i: int, name: str, label: str) -> str:
         """Node i names the current state of *name*."""
         by = history.Author(f"person-{i}", "#%06x" % (i * 40503 % 0xFFFFFF), self._peer_ids[i].hex())
+        self.ensure_loaded(i, name)
         self._node(i).document(name)
         version_id, effects = self._engine(i).name_version(name, label, by, self.now)
         self._perform(self.peers[i], effects)
@@ -295,6 +305,7 @@ class SimNetwork(Timeline):
     def restore(self, i: int, name: str, version_id: str) -> bool:
         """Node i restores a version of *name*, if it can open it."""
         by = history.Author(f"person-{i}", "#000000", self._peer_ids[i].hex())
+        self.ensure_loaded(i, name)
         try:
             _, effects = self._engine(i).restore(name, version_id, by, self.now)
         except (history.VersionNotFound, history.VersionNotHeld, KeyError):
@@ -348,6 +359,10 @@ class SimNetwork(Timeline):
                 self._write(peer, Write(e.name, e.update, at=self.now), urgent=not e.relayed)
             elif isinstance(e, Created):
                 self._write(peer, Write(e.name, at=self.now), urgent=True)
+            elif isinstance(e, Load):
+                self._load(peer, e.name)
+            elif isinstance(e, Unload):
+                self._unload(peer, e.name)
             elif isinstance(e, Forget):
                 self._write(peer, Write(e.name, forget=True, at=self.now), urgent=True)
             elif isinstance(e, CloseBrowser):
@@ -382,6 +397,45 @@ class SimNetwork(Timeline):
                 self._read(peer, link, data)
         self._flush(peer)
         self._arm(peer)
+
+    def ensure_loaded(self, i: int, name: str) -> None:
+        """Load *name* on node i now if it is not (the shell awaits it)."""
+        peer = self.peers[i]
+        engine = peer.engine
+        if engine is None or not engine.needs_load(name):
+            return
+        engine.load(name)
+        updates = peer.store.load(name) + [w.update for _, w in peer.unflushed if w.name == name and w.update]
+        self.loads += 1
+        self._perform(peer, engine.loaded(name, updates, self.now))
+
+    def _load(self, peer: SimPeer, name: str) -> None:
+        """Read *name* back, as the store thread does: after every write
+        queued before (held or committed)."""
+        epoch = peer.epoch
+
+        def read() -> None:
+            if peer.epoch != epoch or peer.engine is None:
+                return
+            updates = peer.store.load(name) + [w.update for _, w in peer.unflushed if w.name == name and w.update]
+            self.loads += 1
+            self._perform(peer, peer.engine.loaded(name, updates, self.now))
+
+        self.at(self.now + 0.002, read)
+
+    def _unload(self, peer: SimPeer, name: str) -> None:
+        """Make the writes durable, then hand *name* back to be dropped."""
+        epoch = peer.epoch
+        peer.unflushed = [(min(t, self.now), w) for t, w in peer.unflushed]
+        self._flush(peer)
+
+        def done() -> None:
+            if peer.epoch == epoch and peer.engine is not None and not peer.unflushed:
+                self.unloads += peer.engine.unloaded(name, self.now)
+            elif peer.epoch == epoch and peer.engine is not None:
+                self.at(self.now + self.faults.commit_lag, done)
+
+        self.at(self.now + self.faults.commit_lag, done)
 
     def _write(self, peer: SimPeer, write: Write, urgent: bool) -> None:
         if peer.relayed_due is not None and self.now >= peer.relayed_due:

@@ -16,13 +16,20 @@ from scenario import check
 from simnet import Faults, SimNetwork
 
 from crdt.meta import FORGOTTEN_KEY
+from crdt.node import Config
+
+# Documents unloaded as soon as they are idle, one held at most: every
+# message, browser and anti-entropy round meets unloaded documents.
+UNLOADING = Config(unload_after=0.3, max_loaded=1)
 
 DOCS = ["alpha", "beta", "gamma", "delta", "epsilon"]
 NAMES = ["one", "two", "three", "alpha", "beta"]
 
 
-def run_life(seed: int, n: int, heal_time: float = 20.0) -> tuple[SimNetwork, dict[str, int]]:
-    net = SimNetwork(seed, n, Faults(drop=0.05, duplicate=0.02))
+def run_life(
+    seed: int, n: int, heal_time: float = 20.0, config: Config | None = None
+) -> tuple[SimNetwork, dict[str, int]]:
+    net = SimNetwork(seed, n, Faults(drop=0.05, duplicate=0.02), config)
     rng = net.rng
     for i in range(1, n):
         net.join(i, rng.randrange(i))
@@ -70,6 +77,10 @@ def run_life(seed: int, n: int, heal_time: float = 20.0) -> tuple[SimNetwork, di
 
 
 def check_life(net: SimNetwork) -> None:
+    for peer in net.peers:  # what is unloaded is compared too
+        assert peer.engine is not None
+        for key in list(peer.engine.node.replicas.unloaded):
+            net.ensure_loaded(peer.index, key)
     check(net)  # identical documents, a connected graph, browsers equal to their peers
     views = {}
     for peer in net.peers:
@@ -95,13 +106,18 @@ def _seeds(config, default: int) -> list[int]:
     return list(range(config.getoption("--sim-first-seed"), config.getoption("--sim-first-seed") + count))
 
 
-def _run(seed: int) -> tuple[str | None, dict[str, int]]:
-    net, done = run_life(seed, 12)
+def _run(seed: int, config: Config | None = None) -> tuple[str | None, dict[str, int]]:
+    net, done = run_life(seed, 12, config=config)
+    done = done | {"loads": net.loads, "unloads": net.unloads}
     try:
         check_life(net)
     except AssertionError as exc:
         return str(exc), done
     return None, done
+
+
+def _run_unloading(seed: int) -> tuple[str | None, dict[str, int]]:
+    return _run(seed, UNLOADING)
 
 
 @pytest.mark.timeout(1800)
@@ -111,9 +127,21 @@ def test_life_converges_after_faults(sim_options):
         results = list(pool.map(_run, seeds))
     failures = [f for f, _ in results if f]
     assert not failures, f"{len(failures)} of {len(seeds)} seeds failed:\n" + "\n".join(failures[:10])
-    total = {k: sum(done[k] for _, done in results) for k in results[0][1]}
+    total = {k: sum(done[k] for _, done in results) for k in results[0][1] if k not in ("loads", "unloads")}
     # The runs did what they are about: each kind of operation, many times.
     assert all(count >= len(seeds) for count in total.values()), total
+
+
+@pytest.mark.timeout(1800)
+def test_life_converges_with_documents_unloaded(sim_options):
+    """The same, on peers that unload every idle document at once and hold
+    one at most: loads and unloads happen in the middle of everything."""
+    seeds = _seeds(sim_options, 12)
+    with ProcessPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_run_unloading, seeds))
+    failures = [f for f, _ in results if f]
+    assert not failures, f"{len(failures)} of {len(seeds)} seeds failed:\n" + "\n".join(failures[:10])
+    assert all(done["unloads"] > 20 and done["loads"] > 20 for _, done in results), [d for _, d in results]
 
 
 def test_a_delete_concurrent_with_an_edit_keeps_the_edit_in_the_trash():
