@@ -277,6 +277,7 @@ async def api_create(request: web.Request) -> web.Response:
         await runtime.create(name, text)
     except DocumentExists as exc:
         raise json_error(409, str(exc)) from exc
+    await runtime.durable()  # 201 means it is on disk
     body = _doc_json(runtime.info(name))
     body["text"] = text
     return web.json_response(body, status=201, headers={"Location": f"/api/docs/{name}"})
