@@ -1,6 +1,8 @@
 // The Meshpad editor: CodeMirror 6 bound to a Yjs document that this page
 // keeps in the browser (and in IndexedDB), synchronised with this machine's
-// peer over the y-websocket protocol at /ws/{name}.
+// peer over the y-websocket protocol at /ws/{key}?key=1. The key is the
+// document's for good; its name may change while the page is open (see
+// life.js), so the connection, and this browser's copy, go by the key.
 //
 // "Saved" means the peer has written every edit of this page to disk: the
 // peer acknowledges frames with message 100 (see crdt/ywire.py), counting the
@@ -13,6 +15,7 @@ import {
   indentOnInput, searchKeymap, highlightSelectionMatches, markdown, Compartment
 } from 'meshpad-vendor'
 import { setupHistory, authorColours } from 'meshpad-history'
+import { setupLife, CLOSE_DELETED } from 'meshpad-life'
 
 const MESSAGE_SAVED = 100
 const MESSAGE_QUERY_AWARENESS = 3
@@ -25,7 +28,7 @@ const CLOSE_TOO_LARGE = 4413
 const PEER_SILENT_MS = 3000
 const PROBE_AFTER_MS = 5000
 const root = document.getElementById('editor')
-const name = root.dataset.doc
+const key = root.dataset.key
 const maxDocumentBytes = Number(root.dataset.maxDocumentBytes)
 const maxFrameBytes = Number(root.dataset.maxFrameBytes)
 const statusEl = document.getElementById('status')
@@ -49,13 +52,16 @@ const user = loadUser()
 // -- the document ---------------------------------------------------------------
 const ydoc = new Y.Doc()
 const ytext = ydoc.getText('content')
-const local = new IndexeddbPersistence('meshpad:' + location.host + ':' + name, ydoc)
+const local = new IndexeddbPersistence('meshpad:' + location.host + ':' + key, ydoc)
 
 let heardAt = Date.now() // when the peer last sent anything
 let unansweredSince = null // the first frame sent since then
 // Set when the peer refused a change as too large: { over, limit, atLeast }.
 // The editor then stops connecting until the person acts.
 let tooLarge = null
+// Set when the peer closed the connection because the document was deleted:
+// its reason. The editor then stops connecting, for good.
+let deletedBecause = null
 
 // Counts the frames sent on each socket, so acknowledgements can be matched.
 class CountingWebSocket extends WebSocket {
@@ -91,8 +97,8 @@ class CountingWebSocket extends WebSocket {
 let unsavedUntil = Infinity
 
 const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'
-const provider = new WebsocketProvider(wsUrl, name, ydoc, {
-  params: { acks: '1' },
+const provider = new WebsocketProvider(wsUrl, key, ydoc, {
+  params: { acks: '1', key: '1' },
   disableBc: true,
   WebSocketPolyfill: CountingWebSocket
 })
@@ -112,12 +118,14 @@ provider.on('connection-close', (event) => {
     const m = /(\d+) bytes over the limit of (\d+)/.exec(event.reason || '')
     stopTooLarge({ over: m ? Number(m[1]) : null, limit: m ? Number(m[2]) : maxDocumentBytes, atLeast: false })
   }
+  if (event && event.code === CLOSE_DELETED) stopDeleted(event.reason)
   unansweredSince = null
   if (unsavedUntil !== null) unsavedUntil = Infinity
   render()
 })
 provider.on('status', render)
 provider.on('sync', render)
+provider.on('sync', synced => { if (synced) life.follow() })
 window.addEventListener('online', render)
 window.addEventListener('offline', render)
 
@@ -142,7 +150,8 @@ function peerSilent () {
 
 function render () {
   let state
-  if (tooLarge) state = 'stopped'
+  if (deletedBecause !== null) state = 'deleted'
+  else if (tooLarge) state = 'stopped'
   else if (!navigator.onLine) state = 'offline'
   else if (peerSilent()) state = 'not-responding'
   else if (provider.wsconnected && provider.synced) state = 'connected'
@@ -151,6 +160,7 @@ function render () {
   if (provider.wsconnected && provider.synced) everConnected = true
   statusEl.dataset.state = state
   setText(statusEl, {
+    deleted: 'deleted',
     stopped: 'stopped: too large',
     offline: 'offline',
     'not-responding': 'peer not responding',
@@ -160,6 +170,7 @@ function render () {
   savedEl.dataset.saved = String(saved)
   let savedText
   if (saved) savedText = 'saved on this peer'
+  else if (deletedBecause !== null) savedText = 'not saved: kept in this browser'
   else if (tooLarge) savedText = 'not saved: the document is too large'
   else if (state === 'not-responding') savedText = 'peer not responding; your edits are kept in this browser'
   else savedText = provider.wsconnected ? 'saving…' : 'unsaved: kept in this browser'
@@ -177,6 +188,22 @@ function stopTooLarge (info) {
   tooLarge = info
   provider.shouldConnect = false // y-websocket reconnects only while this is set
   render()
+}
+
+// -- deleted while open ------------------------------------------------------------
+function stopDeleted (reason) {
+  deletedBecause = reason || 'this document was deleted'
+  provider.shouldConnect = false
+  tooLarge = null // nothing to retry: the banner of the deletion says what happened
+  life.deleted(deletedBecause)
+  // The peer has no history of it to show now: back to the (read-only) text.
+  history.close()
+  document.getElementById('history-toggle').disabled = true
+  render()
+}
+
+function readOnly () {
+  view.dispatch({ effects: editing.reconfigure([EditorState.readOnly.of(true), EditorView.editable.of(false)]) })
 }
 
 function mib (bytes) {
@@ -209,15 +236,24 @@ document.getElementById('problem-retry').addEventListener('click', () => {
   provider.connect()
   render()
 })
-document.getElementById('problem-export').addEventListener('click', () => {
+// The text as this page holds it, saved by the browser as a file.
+function exportText () {
   const blob = new Blob([ytext.toString()], { type: 'text/markdown;charset=utf-8' })
   const link = document.createElement('a')
   link.href = URL.createObjectURL(blob)
-  link.download = name + '.md'
+  link.download = life.name() + '.md'
   document.body.append(link)
   link.click()
   link.remove()
   setTimeout(() => URL.revokeObjectURL(link.href), 60000)
+}
+document.getElementById('problem-export').addEventListener('click', exportText)
+document.getElementById('deleted-export').addEventListener('click', exportText)
+// Once the document is deleted the peer has no export of it: this page's own.
+document.querySelector('.bar [data-doc-path="/export"]').addEventListener('click', event => {
+  if (deletedBecause === null) return
+  event.preventDefault()
+  exportText()
 })
 document.getElementById('problem-discard').addEventListener('click', async () => {
   if (!window.confirm('Discard every change this browser holds that the peer has not saved? This cannot be undone.')) return
@@ -258,6 +294,9 @@ colorInput.addEventListener('input', saveUser)
 // -- the editor ------------------------------------------------------------------
 const undoManager = new Y.UndoManager(ytext)
 const colours = { compartment: new Compartment(), extension: authorColours(ydoc, ytext) }
+// Holds the undo keys (they write to the document even in a read-only
+// editor); a deleted document's editor swaps them for read-only.
+const editing = new Compartment()
 const view = new EditorView({
   parent: root,
   state: EditorState.create({
@@ -275,7 +314,8 @@ const view = new EditorView({
       rectangularSelection(),
       highlightActiveLine(),
       highlightSelectionMatches(),
-      keymap.of([...yUndoManagerKeymap, ...defaultKeymap, ...searchKeymap, indentWithTab]),
+      editing.of(keymap.of(yUndoManagerKeymap)),
+      keymap.of([...defaultKeymap, ...searchKeymap, indentWithTab]),
       markdown(),
       EditorView.lineWrapping,
       colours.compartment.of([]),
@@ -284,11 +324,14 @@ const view = new EditorView({
   })
 })
 
-const history = setupHistory({ name, ydoc, ytext, view, user, colours, editorEl: root })
+const life = setupLife({
+  key, name: root.dataset.doc, ydoc, user, readOnly, isSynced: () => provider.synced
+})
+const history = setupHistory({ name: life.name, ydoc, ytext, view, user, colours, editorEl: root })
 
 window.meshpad = {
-  doc: ydoc, text: ytext, provider, local, view, undoManager, history,
-  isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge
+  doc: ydoc, text: ytext, provider, local, view, undoManager, history, life,
+  isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge, deleted: () => deletedBecause
 }
 render()
 renderPeople()

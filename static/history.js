@@ -165,7 +165,8 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
   const toggle = document.getElementById('history-toggle')
   const authorsToggle = document.getElementById('authors-toggle')
   const nameForm = document.getElementById('name-form')
-  const api = '/api/docs/' + encodeURIComponent(name)
+  // *name* gives the document's name now: it follows renames.
+  const api = () => '/api/docs/' + encodeURIComponent(name())
   let versions = [] // newest first, as the peer lists them
   let shown = null // the version on screen, or null: live
 
@@ -173,7 +174,7 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
 
   async function load () {
     try {
-      const resp = await fetch(api + '/history', { cache: 'no-store' })
+      const resp = await fetch(api() + '/history', { cache: 'no-store' })
       if (!resp.ok) throw new Error((await resp.json()).error || resp.statusText)
       versions = (await resp.json()).versions
       renderList()
@@ -234,7 +235,7 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
     const v = versions[index]
     if (!v) return backToLive()
     say('Opening the version of ' + when(v.at).exact + '…')
-    const resp = await fetch(api + '/versions/' + v.id, { cache: 'no-store' })
+    const resp = await fetch(api() + '/versions/' + v.id, { cache: 'no-store' })
     const body = await resp.json()
     if (!resp.ok) return say(body.error)
     shown = body
@@ -275,7 +276,7 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
 
   async function restore () {
     if (shown === null) return
-    const resp = await fetch(api + '/restore', {
+    const resp = await fetch(api() + '/restore', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ version: shown.id, author: { name: user.name, color: user.color } })
@@ -296,7 +297,7 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
   nameForm.addEventListener('submit', async event => {
     event.preventDefault()
     const field = nameForm.elements.label
-    const resp = await fetch(api + '/versions', {
+    const resp = await fetch(api() + '/versions', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ label: field.value, author: { name: user.name, color: user.color } })
@@ -322,5 +323,10 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
   })
   // The history grows as versions replicate: refresh the list when it does.
   ydoc.getArray(HISTORY).observe(() => { if (!panel.hidden) load() })
-  return { load, open, backToLive }
+  function close () {
+    if (shown !== null) backToLive()
+    panel.hidden = true
+    toggle.setAttribute('aria-expanded', 'false')
+  }
+  return { load, open, backToLive, close }
 }
