@@ -141,7 +141,11 @@ class Engine:
         self.histories: dict[str, history.History] = {}
         self.browsers = Browsers(self.session, self._session_effects)
         self._to_push: dict[tuple[str, object], list[bytes]] = {}  # (document, origin) -> updates (rule 2)
-        self._holding: set[str] = set()  # documents whose sessions hold changes from peers (rule 2)
+        # Documents whose sessions hold changes from peers (rule 2), in the
+        # order they came: a set of strings would flush in an order that
+        # changes with the process's hash seed, and a simulated run would not
+        # replay from its seed alone.
+        self._holding: dict[str, None] = {}
         self._next_sweep: float | None = None
         self._node_due = 0.0  # when the node's timers are next due (from next_deadline)
         self._node_touched = True  # the node was called since _node_due was read
@@ -352,7 +356,7 @@ class Engine:
         self.sessions.pop(key, None)
         self.recorders.pop(key, None)
         self.histories.pop(key, None)
-        self._holding.discard(key)
+        self._holding.pop(key, None)
         for push_key in [k for k in self._to_push if k[0] == key]:
             del self._to_push[push_key]
         self.registry.drop(key)
@@ -478,7 +482,8 @@ class Engine:
         changed, since the last flush."""
         effects: list[Effect] = []
         while self._holding:
-            name = self._holding.pop()
+            name = next(iter(self._holding))
+            del self._holding[name]
             session = self.sessions.get(name)
             if session is not None:
                 effects += self._session_effects(name, session.flush(), now)
@@ -546,7 +551,7 @@ class Engine:
             self._queue_push(name, change.origin, change.update)
             stored = Store(name, change.update, _from_peer(change.origin))
             return [stored, *self.browsers.release(name), *self._life(name, now)]
-        self._holding.add(name)  # sent to its browsers with the others of this turn, at the flush
+        self._holding[name] = None  # sent to its browsers with the others of this turn, at the flush
         return self._session_effects(name, session.changed([change], hold=True), now)
 
     def _queue_push(self, name: str, origin: object, update: bytes) -> None:

@@ -172,6 +172,11 @@ class History:
         snap = self.snapshot(version.id)
         runs = self.runs()
         if runs is not None:
+            # Content that reached this replica already deleted (a browser's
+            # garbage-collected copy, sent after a crash of this peer) has no
+            # characters here: a version that shows it cannot be read here.
+            if timeline.unreadable(runs, snap.sv, snap.ds):
+                raise VersionNotHeld(version.id)
             return timeline.text_at(runs, snap.sv, snap.ds)
         return self.doc.text_of(ystructs.cut(self.doc.encode_state(), snap.sv, snap.ds))
 

@@ -153,6 +153,21 @@ def visible(
             yield run, a, b
 
 
+def unreadable(
+    runs: Iterable[Run], state_vector: Mapping[int, int], deletes: Iterable[tuple[int, int, int]] | DeleteIndex
+) -> bool:
+    """Some content that shows at the snapshot has no characters here (it
+    reached this replica already deleted and collected)."""
+    index = deletes if isinstance(deletes, DeleteIndex) else DeleteIndex(deletes)
+    for run in runs:
+        if run.text is not None:
+            continue
+        end = min(run.clock + run.length, state_vector.get(run.client, 0))
+        if end > run.clock and any(True for _ in index.kept(run.client, run.clock, end)):
+            return True
+    return False
+
+
 def piece(run: Run, start: int, stop: int) -> str:
     assert run.text is not None
     return ystructs.utf16_slice(run.text, start - run.clock, stop - run.clock)
