@@ -20,8 +20,8 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from pycrdt import merge_updates

@@ -30,10 +30,9 @@ from pycrdt import Doc, Text
 from crdt import history, ywire
 from crdt.browsers import CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.document import Document
-from crdt.effects import CloseLink, Dial, PauseLink, PeersChanged, ResumeLink, SendPeer
-from crdt.effects import Load
-from crdt.meta import FORGOTTEN_KEY
+from crdt.effects import CloseLink, Dial, Load, PauseLink, PeersChanged, ResumeLink, SendPeer
 from crdt.engine import CLOSE_DELETED, Created, DocumentGone, Engine, Forget, NameTaken, Store, Unload
+from crdt.meta import FORGOTTEN_KEY
 from crdt.node import Config, Node
 from crdt.store import MemoryStore, Write
 from crdt.ytext import utf8_offset
