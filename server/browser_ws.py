@@ -39,12 +39,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     # ?key=1: the path names the document's key (the editor's, which follows
     # it through renames); else its name, as any y-websocket client gives it.
-    key = name if request.query.get("key") == "1" else runtime.key_for(name)
+    if request.query.get("key") == "1":
+        key = name
+        if not runtime.core.node.replicas.holds(key) and key not in runtime.damaged:
+            raise web.HTTPNotFound(text=f"no document with the key {key!r}")
+    else:
+        key = runtime.key_for(name)
     if key in runtime.damaged:
         runtime.check_readable(key)  # a damaged document is refused before the upgrade
     await ws.prepare(request)
     try:
-        await runtime.session_of(key)
+        await (runtime.session_of(key) if key == name else runtime.session(name))
         conn = runtime.attach(key, wants_acks=request.query.get("acks") == "1", remote=request.remote or "")
     except DocumentGone as exc:
         await ws.close(code=CLOSE_DELETED, message=str(exc).encode()[:120])

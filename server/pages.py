@@ -99,7 +99,8 @@ def _missing(request: web.Request, runtime: Runtime, name: str, suffix: str = ""
     says whether it is in the Trash."""
     moved = runtime.core.registry.moved(name)
     if moved is not None:
-        raise web.HTTPFound(f"/doc/{runtime.name_of(moved)}{suffix}")
+        query = f"?{request.query_string}" if request.query_string else ""
+        raise web.HTTPFound(f"/doc/{runtime.name_of(moved)}{suffix}{query}")
     in_trash = runtime.core.registry.trashed(name) is not None
     return render(request, "missing.html", status=404, name=name, in_trash=in_trash)
 

@@ -360,7 +360,14 @@ class Runtime:
 
     async def session(self, name: str) -> DocumentSession:
         """The session of *name*, creating the document if it is new."""
-        return await self.session_of(self.key_for(name))
+        key = self.key_for(name)
+        new = not self.core.node.replicas.holds(key)
+        session = await self.session_of(key)
+        if new and key != name:
+            # Its key could not be its name (taken by a document in the
+            # Trash, a tombstone, an old name): the name goes in the document.
+            self.perform(self.core.rename(key, name, self.now()))
+        return session
 
     # -- loading and unloading (crdt.engine rule 7) ----------------------------------
 
@@ -425,8 +432,8 @@ class Runtime:
         validate_name(name)
         if self.exists(name):
             raise DocumentExists(f"document {name!r} already exists")
-        key = self.key_for(name)
-        session = await self.session_of(key)
+        session = await self.session(name)
+        key = self.key(name)
         if text:
             # Text this peer brings in (an import) is attributed to the peer.
             self.perform(self.core.author(key, [(0, 0, text)], hist.Author("", "", self.peer_hex), self.now()))
