@@ -46,6 +46,7 @@ from fanout import row_fanout
 from heal import row_heal
 from history import rows_history
 from join import row_join
+from life import rows_life
 from load import row_load
 from processes import Peer, free_port
 from relay import row_relay_cpu, row_relay_saturation
@@ -357,6 +358,7 @@ def main() -> int:
         rows.append(row_idle(work, 200 if quick else 1000, 5 if quick else 20))
         rows.append(row_load(work, 8 if quick else 20, keystroke))
         rows.append(row_cold_start(work, 2000 if quick else 10_000))
+        rows += rows_life(work, quick)
         rows += rows_history(updates, work)
     out = table(rows)
     print(out, flush=True)
