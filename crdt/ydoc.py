@@ -23,6 +23,7 @@ Rules kept here:
 from __future__ import annotations
 
 import hashlib
+import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -51,6 +52,28 @@ class Change:
     origin: Origin
 
 
+def _weakly(method: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An observer that calls *method* while its object lives. pycrdt holds
+    observers from Rust, where Python's collector cannot see a cycle (YDoc →
+    Doc → observer → YDoc): a strong one would keep every YDoc ever made,
+    and an unloaded document would never leave memory."""
+    ref = weakref.WeakMethod(method)
+
+    def observe(event: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(event)
+
+    return observe
+
+
+def _drop(subscriptions: list[Any]) -> None:
+    """pycrdt's own observer of a Doc holds the Doc (from Rust, out of the
+    collector's sight): only dropping the subscriptions lets the Doc go."""
+    for subscription in subscriptions:
+        subscription.drop()
+
+
 class YDoc:
     """A document's pycrdt state. Not thread-safe: pycrdt documents belong to
     the thread that made them."""
@@ -68,9 +91,10 @@ class YDoc:
         self._deletes: dict[int, tuple[list[int], list[int]]] | None = None  # client -> (starts, ends)
         self.size = 0  # bytes of the updates integrated so far (see crdt.document.MAX_DOCUMENT_BYTES)
         self.generation = 0  # grows with every change: lets callers cache what they derive
-        self._subscription = self._doc.observe(self._on_transaction)
+        self._subscription = self._doc.observe(_weakly(self._on_transaction))
         self.life_changed = False
-        self._life = [self._doc.get(root, type=Map).observe(self._on_life) for root in LIFE_ROOTS]
+        self._life = [self._doc.get(root, type=Map).observe(_weakly(self._on_life)) for root in LIFE_ROOTS]
+        weakref.finalize(self, _drop, [self._subscription, *self._life]).atexit = False
 
     # -- reading -----------------------------------------------------------
 
