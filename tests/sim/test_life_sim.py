@@ -3,7 +3,7 @@ loss, reordering, partitions and crash-restarts: after healing every node
 holds the same documents under the same names, the same Trash and the same
 tombstones, with identical document states. Any failure names its seed:
 
-    pytest tests/sim/test_life.py --sim-first-seed SEED --sim-seeds 1
+    pytest tests/sim/test_life_sim.py --sim-first-seed SEED --sim-seeds 1
 """
 
 from __future__ import annotations
