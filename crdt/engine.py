@@ -288,7 +288,7 @@ class Engine:
             or node.replicas.busy(key)
             or node.parked(key)
             or key in node.antientropy.fetches.wants
-            or key in node.push._missing
+            or node.push.awaits(key)
             or any(key in link.syncing or key in link.announce for link in node.links.values())
         )
 

@@ -257,6 +257,10 @@ class PushTree:
             self.links.send(link, pw.encode(pw.Prune()), now),
         ]
 
+    def awaits(self, name: str) -> bool:
+        """An IHAVE named changes to *name* that have not come yet."""
+        return name in self._missing
+
     def forget(self, name: str) -> list[Effect]:
         """*name* is deleted forever: nothing more is named or asked for it."""
         if name in self._missing:

@@ -13,7 +13,7 @@ from aiohttp import web
 from crdt import history
 from crdt.errors import InvalidName
 from crdt.names import validate_name
-from server.history_pages import _person
+from server.history_pages import _payload, _person
 from server.keys import RUNTIME
 from server.pages import _iso, json_error, render
 from server.runtime import DocumentNotFound, NameTaken, Runtime
@@ -40,16 +40,8 @@ def _name(raw: object) -> str:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON body, or {} when there is none."""
-    if not request.can_read_body:
-        return {}
-    try:
-        payload = await request.json()
-    except ValueError as exc:
-        raise json_error(400, "body must be JSON") from exc
-    if not isinstance(payload, dict):
-        raise json_error(400, "body must be a JSON object")
-    return payload
+    """The JSON body (``history_pages._payload``), or {} when there is none."""
+    return await _payload(request) if request.can_read_body else {}
 
 
 def _not_found(exc: DocumentNotFound) -> web.HTTPException:
@@ -158,7 +150,7 @@ async def form_delete(request: web.Request) -> web.Response:
         await runtime.delete(name, _form_person(form, runtime))
     except DocumentNotFound as exc:
         return render(request, "error.html", status=404, title="No such document", message=str(exc) + ".")
-    raise web.HTTPSeeOther("/?" + _query(notice=f"“{name}” was moved to the Trash.", undo=name))
+    raise web.HTTPSeeOther("/?" + urlencode(dict(notice=f"“{name}” was moved to the Trash.", undo=name)))
 
 
 async def form_rename(request: web.Request) -> web.Response:
@@ -204,8 +196,4 @@ async def form_forget(request: web.Request) -> web.Response:
         await runtime.forget(name, _form_person(form, runtime))
     except DocumentNotFound as exc:
         return render(request, "error.html", status=404, title="Not in the Trash", message=str(exc) + ".")
-    raise web.HTTPSeeOther("/trash?" + _query(notice=f"“{name}” was deleted forever."))
-
-
-def _query(**params: str) -> str:
-    return urlencode(params)
+    raise web.HTTPSeeOther("/trash?" + urlencode(dict(notice=f"“{name}” was deleted forever.")))
