@@ -44,12 +44,13 @@ def parse_listen_port(text: object) -> int:
 
 
 def parse_address(raw: object) -> str:
-    """A peer address ``HOST:PORT`` as typed by a person (``http://`` and a
-    trailing ``/`` are forgiven). Raises ValueError with the rule."""
+    """A peer address ``HOST:PORT`` as typed by a person (``http://``,
+    ``https://``, ``ws://``, ``wss://`` and a trailing ``/`` are forgiven: the
+    dialer finds out whether the peer serves TLS). Raises ValueError with the rule."""
     if not isinstance(raw, str) or len(raw) > 300:
         raise ValueError(ADDRESS_RULE)
     address = raw.strip()
-    for prefix in ("http://", "ws://"):
+    for prefix in ("http://", "https://", "ws://", "wss://"):
         if address.startswith(prefix):
             address = address[len(prefix) :].rstrip("/")
     host, sep, port = address.rpartition(":")

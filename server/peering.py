@@ -107,6 +107,7 @@ class Peering:
         self._wire_out_closed = 0  # bytes sent on links that have closed
         self._dial_errors: dict[str, str] = {}  # the last failure logged, per address
         self._stop_future: asyncio.Future[None] | None = None
+        self._tls: set[str] = set()  # addresses last reached over TLS
         runtime.network = self
 
     # -- life cycle --------------------------------------------------------
@@ -159,14 +160,35 @@ class Peering:
     # -- links -------------------------------------------------------------
 
     async def _dial(self, address: str) -> None:
+        """Open a link to *address*, over TLS if it serves HTTPS: first in
+        the scheme that last worked there (plain at first), then, when the
+        answer shows that the other side speaks the other one, in that one.
+        The certificate is not verified: Noise authenticates the peer and
+        encrypts everything inside (docs/security.md)."""
         assert self._client is not None
+        tls = address in self._tls
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                ws = await self._client.ws_connect(f"http://{address}/peer", max_msg_size=MAX_WIRE_FRAME, compress=0)
+                try:
+                    ws = await self._connect(address, tls)
+                except (aiohttp.ClientError, OSError, ValueError) as exc:
+                    if not _other_scheme(exc, tls):
+                        raise
+                    tls = not tls
+                    try:
+                        ws = await self._connect(address, tls)
+                    except (aiohttp.ClientError, OSError, ValueError) as second:
+                        raise (exc if _other_scheme(second, tls) else second) from None
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             self._dial_failed(address, dial_error(exc))
             return
+        (self._tls.add if tls else self._tls.discard)(address)
         await self.serve(ws, outbound=True, address=address, host=address.rpartition(":")[0])
+
+    async def _connect(self, address: str, tls: bool) -> aiohttp.ClientWebSocketResponse:
+        assert self._client is not None
+        url = f"{'https' if tls else 'http'}://{address}/peer"
+        return await self._client.ws_connect(url, max_msg_size=MAX_WIRE_FRAME, compress=0, ssl=False)
 
     def _dial_failed(self, address: str, reason: str) -> None:
         """Tell the node, and the person: a failure is logged as a warning
@@ -295,6 +317,15 @@ class Peering:
 
 
 REFUSED_FOR_NOW = "the peer refuses this address for a while (too many failed attempts, or too many links)"
+
+
+def _other_scheme(exc: BaseException, tls: bool) -> bool:
+    """Whether a dial's failure shows that the peer speaks the other scheme:
+    a TLS listener hangs up on a plain HTTP request without answering it; a
+    plain one answers a TLS hello with bytes that are not TLS."""
+    if tls:
+        return isinstance(exc, aiohttp.ClientConnectorSSLError)  # (the certificate is not checked)
+    return isinstance(exc, aiohttp.ServerDisconnectedError)
 
 
 def dial_error(exc: BaseException) -> str:

@@ -15,6 +15,8 @@ private to the person at the machine.
   document to two local peers does. The cookie does not count for this,
   since the browser sends it to every port of the host.
 * Pages carry a restrictive Content-Security-Policy.
+* Over HTTPS (``--tls-cert``), the cookie is ``Secure`` and responses carry
+  ``Strict-Transport-Security``.
 
 ``/peer`` is exempt: the Noise handshake guards it.
 """
@@ -35,6 +37,7 @@ TOKEN_FILE = "browser-token"
 # Inline scripts a page allows in its CSP (the editor's import map).
 CSP_HASHES = web.RequestKey("csp_hashes", list[str])
 COOKIE = "meshpad_token"
+HSTS_SECONDS = 365 * 24 * 3600  # over HTTPS, how long browsers keep to HTTPS for this host
 _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSP = (
@@ -67,9 +70,14 @@ def is_loopback(remote: str | None) -> bool:
         return False
 
 
-def _host_is_loopback_name(host: str) -> bool:
+def _host_name(host: str) -> str:
+    """The name in a Host header, without the port and brackets, lowercased."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
+    return name.strip("[]").lower()
+
+
+def _host_is_loopback_name(host: str) -> bool:
+    name = _host_name(host)
     if name in _LOOPBACK_NAMES:
         return True
     try:
@@ -113,7 +121,9 @@ def guard(token: str) -> Middleware:
             if "token" in request.query and request.method == "GET" and not upgrade:
                 query = {k: v for k, v in request.query.items() if k != "token"}
                 redirect = web.HTTPSeeOther(str(request.rel_url.with_query(query)))
-                redirect.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=400 * 24 * 3600)
+                redirect.set_cookie(
+                    COOKIE, token, httponly=True, samesite="Strict", max_age=400 * 24 * 3600, secure=request.secure
+                )
                 raise redirect
         if (request.method in UNSAFE_METHODS or upgrade) and not _origin_allowed(request, token):
             raise web.HTTPForbidden(
@@ -134,6 +144,11 @@ def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
+    if request.secure and _host_name(request.host) not in _LOOPBACK_NAMES:
+        # Not for localhost: HSTS holds for every port of a host name, so it
+        # would force the person's other local servers onto HTTPS too
+        # (browsers ignore it for an IP address such as 127.0.0.1).
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_SECONDS}")
 
 
 def script_hash(text: str) -> str:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -16,6 +17,8 @@ from waiting import wait_for_blocking
 
 # Peers started by the tests share this network key unless a test says otherwise.
 TEST_NETWORK_KEY = "meshpad-test-network-key"
+# For a peer serving HTTPS (--tls-cert): its certificate is the test's own, not checked.
+UNVERIFIED = ssl._create_unverified_context()
 
 
 def free_port() -> int:
@@ -59,8 +62,15 @@ class Peer:
         self.log_path = data_dir.parent / f"peer-{self.port}.log"
 
     @property
+    def scheme(self) -> str:
+        return "https" if "--tls-cert" in self.args else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def _open(self, request: str | urllib.request.Request, timeout: float):
+        return urllib.request.urlopen(request, timeout=timeout, context=UNVERIFIED if self.scheme == "https" else None)
 
     def start(self, timeout: float = 20.0) -> Peer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +99,7 @@ class Peer:
         if self.proc.poll() is not None:
             raise AssertionError(f"peer exited with {self.proc.returncode}:\n{self.log()}")
         try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+            with self._open(self.url + "/healthz", timeout=1) as resp:
                 return resp.status == 200
         except OSError:
             return False
@@ -114,7 +124,7 @@ class Peer:
 
     def get(self, path: str):
         """GET a JSON answer from this peer's API."""
-        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+        with self._open(self.url + path, timeout=5) as resp:
             return json.loads(resp.read())
 
     def post(self, path: str, body: dict) -> int:
@@ -122,7 +132,7 @@ class Peer:
         req = urllib.request.Request(
             self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with self._open(req, timeout=5) as resp:
             return int(resp.status)
 
     def wait_durable(self, timeout: float = 10.0) -> None:

@@ -1,0 +1,362 @@
+"""The ``meshpad`` commands that talk to the running peer: ``docs``,
+``status``, ``export`` and ``import`` (and ``invite``'s questions).
+
+They find the peer the way ``meshpad invite`` does: the data dir's lock says
+whether a peer runs there, ``serving.json`` where its API answers (and, over
+HTTPS, the SHA-256 of the certificate it serves, which is pinned instead of
+checked against a CA: it is often self-signed and names the machine, not
+127.0.0.1), and ``browser-token`` the token. What a script reads goes to
+standard output (``--json``: one JSON document); what a person reads goes to
+standard error. Exit codes: :data:`EXIT_OK`, :data:`EXIT_FAILED`,
+:data:`EXIT_USAGE`, :data:`EXIT_NOT_RUNNING`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import sys
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the peer refused or failed, a file could not be read or written
+EXIT_USAGE = 2  # a mistake in what was typed
+EXIT_NOT_RUNNING = 3  # no peer is running on the data dir
+IMPORTED_SUFFIXES = (".md", ".markdown", ".txt")  # what `meshpad import DIR` takes from a directory
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    print(f"meshpad: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def say(message: str) -> None:
+    """A line for the person, on standard error (above a progress bar, if any)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"meshpad: {message}", file=sys.stderr)
+
+
+def _json_out(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
+
+
+def _progress(total: int, what: str) -> Any:
+    """A progress bar on standard error, only when it is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="doc", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+
+
+# -- the running peer ------------------------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RunningPeer:
+    """The API of the peer running on a data dir, over one kept-alive connection."""
+
+    data_dir: Path
+    api: str
+    token: str
+    pin: str | None  # SHA-256 of the certificate, when it serves HTTPS
+    _conn: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def find(cls, data_dir: Path) -> RunningPeer:
+        """The peer running on *data_dir*; exits with EXIT_NOT_RUNNING when none is."""
+        from server import identity
+        from server.security import TOKEN_FILE
+
+        start = f"start it with `meshpad serve --data-dir {data_dir}`"
+        if not data_dir.is_dir():
+            fail(f"no Meshpad peer data in {data_dir}: {start}", EXIT_NOT_RUNNING)
+        running = identity.running_peer(data_dir)
+        if running is None or not isinstance(running.get("api"), str):
+            fail(f"no peer is running with the data dir {data_dir}: {start}", EXIT_NOT_RUNNING)
+        try:
+            token = (data_dir / TOKEN_FILE).read_text().strip()
+        except OSError as exc:
+            fail(f"cannot read the peer's token in {data_dir}: {exc.strerror}")
+        pin = running.get("tls_sha256")
+        return cls(data_dir, running["api"], token, pin if isinstance(pin, str) else None)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(self.api)
+        host, port = parts.hostname or "127.0.0.1", parts.port
+        if parts.scheme != "https":
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            conn.connect()
+            return conn
+        if self.pin is None:
+            fail(f"the peer running on {self.data_dir} serves HTTPS but did not say which certificate")
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # pinned below instead
+        tls = http.client.HTTPSConnection(host, port, timeout=30, context=context)
+        tls.connect()
+        assert isinstance(tls.sock, ssl.SSLSocket)
+        served = hashlib.sha256(tls.sock.getpeercert(binary_form=True) or b"").hexdigest()
+        if served != self.pin:
+            tls.close()
+            fail(f"{self.api} serves another certificate than the peer running on {self.data_dir} announced")
+        return tls
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON answer; raises ApiError for an answer other than 2xx, and
+        exits with EXIT_FAILED when the peer cannot be reached."""
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                self._conn.request(method, path, body=data, headers=headers)
+                resp = self._conn.getresponse()
+                raw = resp.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                # A kept-alive connection the peer closed meanwhile: once more, if nothing changes twice.
+                if attempt == 2 or method != "GET":
+                    fail(f"the peer running on {self.data_dir} does not answer at {self.api}: {exc}")
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            fail(f"the peer at {self.api} gave an answer that is not JSON to {method} {path}")
+        if not 200 <= resp.status < 300:
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise ApiError(resp.status, str(message or raw[:200].decode(errors="replace")))
+        return answer
+
+    def get(self, path: str) -> Any:
+        try:
+            return self.request("GET", path)
+        except ApiError as exc:
+            fail(f"GET {path}: the peer answered {exc.status}: {exc}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _documents(peer: RunningPeer) -> list[dict[str, Any]]:
+    docs = peer.get("/api/docs")
+    if not isinstance(docs, list):
+        fail(f"GET /api/docs: the peer at {peer.api} did not answer with a list of documents")
+    return [d for d in docs if isinstance(d, dict) and isinstance(d.get("name"), str)]
+
+
+# -- docs ------------------------------------------------------------------------
+
+
+def docs(args: argparse.Namespace, data_dir: Path) -> int:
+    peer = RunningPeer.find(data_dir)
+    rows = _documents(peer)
+    peer.close()
+    if args.json:
+        _json_out(rows)
+        return EXIT_OK
+    if not rows:
+        say("no documents")
+        return EXIT_OK
+    width = max(len("NAME"), *(len(d["name"]) for d in rows))
+    print(f"{'NAME':<{width}}  {'CHARS':>9}  UPDATED")
+    for d in rows:
+        print(f"{d['name']:<{width}}  {d.get('length', 0):>9}  {d.get('updated_at') or '-'}")
+    return EXIT_OK
+
+
+# -- status ----------------------------------------------------------------------
+
+
+def status(args: argparse.Namespace, data_dir: Path) -> int:
+    peer = RunningPeer.find(data_dir)
+    try:
+        health = peer.request("GET", "/healthz")
+    except ApiError as exc:  # 503: the store failed; the body still says how
+        health = {"status": f"unhealthy ({exc.status}): {exc}"}
+    peers = peer.get("/api/peers")
+    rows = _documents(peer)
+    peer.close()
+    names = sorted(d["name"] for d in rows)
+    for row in peers:
+        row["in_sync_count"] = len(set(row.get("in_sync") or ()) & set(names))
+    if args.json:
+        _json_out({"api": peer.api, "data_dir": str(data_dir), "health": health, "peers": peers, "documents": rows})
+        return EXIT_OK if health.get("status") == "ok" else EXIT_FAILED
+    connected = [p for p in peers if p.get("state") in ("connected", "suspected")]
+    print(f"peer: {peer.api} (data in {data_dir}): {health.get('status')}")
+    print(f"documents: {len(rows)} (store backlog: {health.get('store_backlog', '?')} writes)")
+    print(f"browsers connected: {health.get('connections', '?')}")
+    print(f"peers: {len(connected)} connected of {len(peers)} known")
+    for p in peers:
+        who = (p.get("id") or "?")[:12]
+        state = p.get("state")
+        line = f"  {who:<12}  {p.get('address') or '-':<24}  {state:<10}"
+        if state in ("connected", "suspected"):
+            rtt = p.get("rtt_ms")
+            line += f"  {p.get('push')}, rtt {'-' if rtt is None else f'{rtt} ms'}"
+            line += f", in sync {p['in_sync_count']}/{len(names)} documents"
+        elif p.get("error"):
+            line += f"  {p['error']}"
+        print(line)
+    return EXIT_OK if health.get("status") == "ok" else EXIT_FAILED
+
+
+# -- export ----------------------------------------------------------------------
+
+
+def export(args: argparse.Namespace, data_dir: Path) -> int:
+    """Every document as DIR/{name}.md (names are always safe file names).
+    Refuses, before writing anything, when one of those files exists, unless
+    --force; files in DIR that are not documents' are left alone."""
+    directory: Path = args.directory
+    if directory.exists() and not directory.is_dir():
+        fail(f"{directory} is not a directory", EXIT_USAGE)
+    peer = RunningPeer.find(data_dir)
+    rows = _documents(peer)
+    taken = [d["name"] for d in rows if (directory / f"{d['name']}.md").exists()]
+    if taken and not args.force:
+        peer.close()
+        shown = ", ".join(f"{n}.md" for n in taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+        fail(f"{directory} already holds {shown}: nothing written (--force overwrites)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create {directory}: {exc.strerror}")
+    exported: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    with _progress(len(rows), "exporting") as bar:
+        for row in rows:
+            name = row["name"]
+            quoted = urllib.parse.quote(name)
+            try:
+                doc = peer.request("GET", f"/api/docs/{quoted}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    fail(f"GET /api/docs/{name}: the peer answered {exc.status}: {exc}")
+                say(f"{name}: deleted or renamed meanwhile, skipped")
+                skipped.append({"name": name, "reason": str(exc)})
+                bar.update()
+                continue
+            path = directory / f"{name}.md"
+            _write(path, doc["text"].encode("utf-8"), doc.get("updated_at"))
+            exported.append({"name": name, "file": str(path), "length": len(doc["text"])})
+            bar.update()
+    peer.close()
+    if args.json:
+        _json_out({"directory": str(directory), "exported": exported, "skipped": skipped})
+    else:
+        say(f"exported {len(exported)} document{'' if len(exported) == 1 else 's'} to {directory}")
+    return EXIT_OK
+
+
+def _write(path: Path, data: bytes, updated_at: object) -> None:
+    """Write *path* whole or not at all, dated as the document's last change."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if isinstance(updated_at, str):
+            when = datetime.fromisoformat(updated_at.replace("Z", "+00:00")).timestamp()
+            os.utime(tmp, (when, when))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        fail(f"cannot write {path}: {exc.strerror}")
+
+
+# -- import ----------------------------------------------------------------------
+
+
+def _import_files(paths: list[Path]) -> list[Path]:
+    """The files named, and the text files (.md, .markdown, .txt) directly in
+    the directories named, in order; a path that does not exist is a usage error."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMPORTED_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            fail(f"{path}: no such file or directory", EXIT_USAGE)
+    return files
+
+
+def name_for(path: Path) -> str:
+    """The document name a file is imported as: its name without the extension
+    when that is a valid document name (so an export imports back under the
+    same names), else the one the documents page makes (``My Notes (v2).md``
+    becomes ``My-Notes-v2``)."""
+    from crdt.names import is_valid_name
+    from server.pages import name_from_filename
+
+    stem = path.name.rsplit(".", 1)[0] if "." in path.name.lstrip(".") else path.name
+    return stem if is_valid_name(stem) else name_from_filename(path.name)
+
+
+def import_(args: argparse.Namespace, data_dir: Path) -> int:
+    """Each file as a new document. A name that exists is skipped with a
+    message (nothing is overwritten); a file that cannot be imported is
+    reported, the others still are, and the exit code is then EXIT_FAILED."""
+    from crdt.errors import InvalidName
+    from server.pages import MAX_IMPORT_BYTES
+
+    files = _import_files(args.paths)
+    peer = RunningPeer.find(data_dir)
+    imported: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    with _progress(len(files), "importing") as bar:
+        for path in files:
+            try:
+                name = name_for(path)
+                raw = path.read_bytes()
+                if len(raw) > MAX_IMPORT_BYTES:
+                    raise ValueError(f"larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+                text = raw.decode("utf-8-sig")
+            except (OSError, ValueError, InvalidName) as exc:
+                reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+                say(f"{path}: not imported: {reason}")
+                failed.append({"file": str(path), "reason": reason})
+                bar.update()
+                continue
+            try:
+                peer.request("POST", "/api/docs", {"name": name, "text": text})
+                imported.append({"file": str(path), "name": name, "length": len(text)})
+            except ApiError as exc:
+                if exc.status == 409:
+                    say(f"{path}: skipped: a document named {name} exists")
+                    skipped.append({"file": str(path), "name": name, "reason": "exists"})
+                else:
+                    say(f"{path}: not imported: the peer answered {exc.status}: {exc}")
+                    failed.append({"file": str(path), "name": name, "reason": str(exc)})
+            bar.update()
+    peer.close()
+    if args.json:
+        _json_out({"imported": imported, "skipped": skipped, "failed": failed})
+    else:
+        say(f"imported {len(imported)}, skipped {len(skipped)} (the name exists), failed {len(failed)}")
+    return EXIT_FAILED if failed else EXIT_OK
