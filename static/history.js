@@ -23,10 +23,24 @@ export function when (iso) {
   return { ago, exact: at.toLocaleString() }
 }
 
+// The text colour that reads on a background of *colour* (#rrggbb): black
+// or white, whichever contrasts more (WCAG 2 relative luminance). A
+// person's colour is theirs to choose, so white text alone is not enough.
+export function inkOn (colour) {
+  const hex = /^#[0-9a-f]{6}$/i.test(colour || '') ? colour : '#667085'
+  const channel = i => {
+    const v = parseInt(hex.slice(i, i + 2), 16) / 255
+    return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4
+  }
+  const l = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+  return (l + 0.05) / 0.05 > 1.05 / (l + 0.05) ? '#000' : '#fff'
+}
+
 function chip (author) {
   const el = document.createElement('span')
   el.className = 'person'
   el.style.background = author.color || '#667085'
+  el.style.color = inkOn(author.color)
   el.textContent = author.name || 'someone'
   el.title = (author.name ? 'name as typed: ' + author.name : 'no name given') +
     (author.peer ? '; entered through peer ' + author.peer.slice(0, 12) + ' (as that peer vouches)' : '')
