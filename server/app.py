@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from crdt.errors import StoreError
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, history_pages, identity, life_pages, pages, peer_pages, security
+from server import browser_ws, discovery, history_pages, identity, life_pages, pages, peer_pages, security
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
 from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, NETWORK_KEY, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
@@ -138,6 +138,8 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     peering = Peering(runtime, me)
     app[RUNTIME] = runtime
     app[PEERING] = peering
+    where = discovery.plan(settings.discovery, settings.host, settings.advertise)
+    lan = app[discovery.DISCOVERY] = discovery.Discovery(runtime, me.network_key, me.peer_id, settings.port, where)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         await runtime.start()
@@ -150,9 +152,11 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
             await runtime.stop()
             supervisor.result()  # raises what stopped it
             raise RuntimeError("the peer links stopped while starting")
+        await lan.start()
         try:
             yield
         finally:
+            await lan.stop()
             peering.stop()
             await supervisor
             await runtime.stop()

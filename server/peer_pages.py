@@ -1,6 +1,8 @@
 """HTTP routes about other peers: the Peers page, ``GET /api/peers``,
-``POST /api/peers`` (dial an address or an invite), and ``GET /api/invite``
-(what another machine joins with).
+``POST /api/peers`` (dial an address or an invite), ``GET /api/invite``
+(what another machine joins with) and ``GET /api/discovery`` (finding peers
+on the local network, ``server.discovery``). A row of a peer found on the
+local network says ``"found": "lan"``.
 
 An address or invite that a person types is checked here with
 ``server.addresses``; an invite for another network is refused with a reason
@@ -15,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from server import addresses
+from server.discovery import DISCOVERY
 from server.keys import NETWORK_KEY, RUNTIME, SETTINGS
 from server.pages import json_error, render
 
@@ -30,6 +33,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/peers", api_peers)
     app.router.add_post("/api/peers", api_connect)
     app.router.add_get("/api/invite", api_invite)
+    app.router.add_get("/api/discovery", api_discovery)
 
 
 # -- what others dial ------------------------------------------------------------------
@@ -74,6 +78,7 @@ def peer_rows(request: web.Request) -> list[dict[str, Any]]:
         heard, check = body.pop("last_heard"), body.pop("last_sync_check")
         body["last_heard_s_ago"] = None if heard is None else round(now - heard, 2)
         body["last_sync_check_s_ago"] = None if check is None else round(now - check, 2)
+        body["found"] = "lan" if runtime.found_on_lan_at(row.id, row.address) else None
         rows.append(body)
     return rows
 
@@ -82,9 +87,14 @@ async def api_peers(request: web.Request) -> web.Response:
     return web.json_response(peer_rows(request))
 
 
+async def api_discovery(request: web.Request) -> web.Response:
+    """Finding peers on the local network: whether it runs, where, and what it heard."""
+    return web.json_response(request.app[DISCOVERY].snapshot())
+
+
 def _table_context(request: web.Request) -> dict[str, Any]:
     node = request.app[RUNTIME].gossip
-    return {"peers": peer_rows(request), "documents": len(node.documents)}
+    return {"peers": peer_rows(request), "documents": len(node.documents), "lan": request.app[DISCOVERY].snapshot()}
 
 
 async def peers_table(request: web.Request) -> web.Response:

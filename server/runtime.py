@@ -18,7 +18,7 @@ import logging
 import random
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 # Documents read from the store in one call while starting.
 LOAD_CHUNK = 256
+
+# Peers remembered as found on the local network (the oldest mark goes first).
+LAN_PEERS_LIMIT = 256
 
 # Frames waiting to be written to one browser. A browser that falls this far
 # behind is disconnected; on reconnect it gets one sync instead of a backlog.
@@ -162,6 +165,9 @@ class Runtime:
         self._stopping = False
         self._loads: dict[str, list[asyncio.Future[None]]] = {}  # documents being loaded -> who waits
         self._tasks: set[asyncio.Task[None]] = set()
+        # Peers of this network whose announcement was heard on the local
+        # network (server.discovery): peer id hex -> the address dialled, if any.
+        self.lan_peers: OrderedDict[str, str | None] = OrderedDict()
 
     # -- life cycle --------------------------------------------------------
 
@@ -173,6 +179,7 @@ class Runtime:
         self.store_thread = StoreThread(self._open_store(), loop, self._on_durable)
         self.store_thread.start()
         infos: list[DocumentInfo] = await self.store_thread.call(_documents)
+        indexed = await self.store_thread.call(lambda store: store.indexed())  # server.catalog rule 4
         bound = (self._config or Config()).max_loaded
         keep = {i.name for i in sorted(infos, key=lambda i: -i.updated_at)[:bound]} | {meta.FORGOTTEN_KEY}
         documents: dict[str, Document] = {}
@@ -181,7 +188,7 @@ class Runtime:
             chunk = infos[start : start + LOAD_CHUNK]
             names = [info.name for info in chunk]
             logs = await self.store_thread.call(partial(load_some, names=names))
-            loaded = self.documents.load(chunk, logs, self.store_path(), new_client_id)
+            loaded = self.documents.load(chunk, logs, self.store_path(), new_client_id, self.store_thread, indexed)
             for name, doc in loaded.items():
                 if name in keep:
                     documents[name] = doc
@@ -211,6 +218,7 @@ class Runtime:
             self._perform(engine.end_session(name, now))  # what was typed gets its version before the peer goes
         self._perform(engine.flush(now))
         self._flush_lengths()
+        self.documents.flush_texts(self.store, engine.documents)
         if self.store_thread is not None:
             await self.store_thread.stop()
 
@@ -304,7 +312,7 @@ class Runtime:
         if self._timer is not None and self._timer.when() <= now:
             return  # due already: it re-arms when it fires (a burst of frames asks once)
         when = self.engine.next_deadline(now)
-        if self.documents.dirty:
+        if self.documents.stale:
             when = min(when, self._lengths_due)
         if self._timer is not None:
             if self._timer.when() <= when:
@@ -319,6 +327,30 @@ class Runtime:
         if now >= self._lengths_due:
             self._flush_lengths()
         self._arm()
+
+    # -- peers found on the local network (server.discovery) --------------------
+
+    def found_on_lan(self, peer_id: bytes, address: str | None) -> None:
+        """A peer of this network announced itself on the local network:
+        mark it as found there and, given an *address*, dial it as ``POST
+        /api/peers`` does (``server.discovery`` decides when to)."""
+        peer_hex = peer_id.hex()
+        if address is None and peer_hex in self.lan_peers:
+            self.lan_peers.move_to_end(peer_hex)
+        else:
+            self.lan_peers[peer_hex] = address
+            self.lan_peers.move_to_end(peer_hex)
+        while len(self.lan_peers) > LAN_PEERS_LIMIT:
+            self.lan_peers.popitem(last=False)
+        if address is not None and self.engine is not None and not self._stopping:
+            self.perform(self.core.join(address, self.now()))
+
+    def found_on_lan_at(self, peer_hex: str | None, address: str) -> bool:
+        """Whether the Peers page's row of *peer_hex* (or of *address*, for
+        a peer whose id is not known yet) was found on the local network."""
+        if peer_hex is not None and peer_hex in self.lan_peers:
+            return True
+        return peer_hex is None and address in self.lan_peers.values()
 
     # -- documents ---------------------------------------------------------
 
@@ -413,6 +445,7 @@ class Runtime:
         """Make every write durable (the length too), then let the engine
         drop *key* from memory."""
         self._flush_lengths()
+        self.documents.flush_texts(self.store, self.core.documents)
         await self.durable()
         if self.engine is not None and not self._stopping:
             self.core.unloaded(key, self.now())
@@ -520,7 +553,7 @@ class Runtime:
     def _flush_lengths(self) -> None:
         """Store the new length of changed documents, at most every
         LENGTHS_EVERY seconds."""
-        if not self.documents.dirty:
+        if not self.documents.stale:
             return
         if self.engine is not None and not self._stopping:
             self._lengths_due = self.now() + LENGTHS_EVERY
