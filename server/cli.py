@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import errno
 import gc
-import json
 import logging
 import os
 import socket
+import ssl
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -60,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="meshpad",
         description="Meshpad: a local-first, peer-to-peer collaborative document editor.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"meshpad {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -97,7 +99,69 @@ def _parser() -> argparse.ArgumentParser:
         help="HOST:PORT others should dial (default: what the running peer advertises, else this machine's "
         "addresses)",
     )  # fmt: skip
+    _client_commands(commands)
     return parser
+
+
+EXIT_CODES = """exit codes:
+  0  done
+  1  failed (the peer refused or failed, a file could not be read or written, some files were not imported)
+  2  usage: a mistake in the command line or a setting (one line on standard error says which)
+  3  no peer is running on the data dir (docs, status, export, import)
+
+docs, status, export and import talk to the peer running on the data dir, with its token.
+--json prints one JSON document on standard output; messages for people go to standard error."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meshpad")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _client_commands(commands: Any) -> None:
+    """docs, status, export, import: the commands that ask the running peer."""
+
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=help, description=f"{description}\n\n{EXIT_CODES}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        sub.add_argument(
+            "--data-dir", dest="data_dir", type=_typed(OPTION["data_dir"].parse), default=None,
+            help=f"the running peer's data dir; env {OPTION['data_dir'].env}",
+        )  # fmt: skip
+        sub.add_argument("--json", action="store_true", help="print JSON on standard output, for scripts")
+        return sub
+
+    add("docs", "list the documents of the running peer", "List every document: name, length, last change.")
+    add(
+        "status", "show the running peer's health, peers, documents and sync state",
+        "Show the running peer's health (GET /healthz), its peers with their state and how many documents were "
+        "in sync with each at the last check (GET /api/peers), and its documents. Exit code 1 when the store "
+        "has failed.",
+    )  # fmt: skip
+    export = add(
+        "export", "write every document as DIR/{name}.md (a backup readable without Meshpad)",
+        "Write every document to DIR as {name}.md, UTF-8, dated as its last change (DIR is created if needed). "
+        "When one of those files exists already, nothing is written unless --force is given; other files in "
+        "DIR are left alone. A progress bar shows on standard error when it is a terminal.",
+    )  # fmt: skip
+    export.add_argument("directory", metavar="DIR", type=Path, help="where to write the .md files")
+    export.add_argument("--force", action="store_true", help="overwrite {name}.md files that exist in DIR")
+    imp = add(
+        "import", "make a new document of each file (and of the .md, .markdown, .txt files of each DIR)",
+        "Import each FILE, and each .md, .markdown or .txt file directly inside each DIR, as a new document. "
+        "The name is the file's name without its extension when that is a valid document name (so an export "
+        "imports back as it was), else one made from it as the documents page does (`My Notes (v2).md` becomes "
+        "My-Notes-v2). A name that exists is skipped with a message: nothing is overwritten. A file that cannot "
+        "be imported (not UTF-8, over 8 MiB) is reported and the rest go on; the exit code is then 1. A "
+        "progress bar shows on standard error when it is a terminal.",
+    )  # fmt: skip
+    imp.add_argument("paths", metavar="DIR|FILE", type=Path, nargs="+", help="files, or directories of files")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "invite":
             return _invite(args)
+        if args.command in _CLIENTS:
+            return _client(args)
         return _serve(args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
@@ -116,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.resolve({opt.name: getattr(args, opt.name) for opt in OPTIONS})
+        tls = settings.tls_context()
     except SettingError as exc:
         _fail(str(exc))
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
@@ -142,12 +209,12 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        return _run(settings, sock, lock)
+        return _run(settings, sock, lock, tls)
     finally:
         lock.release()
 
 
-def _run(settings: Settings, sock: socket.socket, lock: Any) -> int:
+def _run(settings: Settings, sock: socket.socket, lock: Any, tls: ssl.SSLContext | None = None) -> int:
     from server.app import create_app
 
     try:
@@ -157,10 +224,14 @@ def _run(settings: Settings, sock: socket.socket, lock: Any) -> int:
         _fail(str(exc), EXIT_FAILED)
     app.on_startup.append(_settle_heap)
     local = _local_url(settings)
-    lock.announce({"pid": os.getpid(), "api": local})
+    # Local commands pin the certificate the peer serves (it is often
+    # self-signed, and names the machine, not 127.0.0.1).
+    lock.announce({"pid": os.getpid(), "api": local, "tls_sha256": settings.certificate_fingerprint()})
     ready = _ready_message(app, settings, local)
     try:
-        web.run_app(app, sock=sock, print=lambda _: print(ready, flush=True), access_log=None)
+        web.run_app(
+            app, sock=sock, ssl_context=tls, print=lambda _: print(ready, flush=True), access_log=None
+        )  # fmt: skip
     except (StoreError, ValueError) as exc:
         _fail(str(exc), EXIT_FAILED)
     return 0
@@ -200,7 +271,11 @@ def _local_url(settings: Settings) -> str:
         host = "[::1]" if settings.host == "::" else "127.0.0.1"
     else:
         host = addresses.bracket(settings.host)
-    return f"http://{host}:{settings.port}"
+    return f"{_scheme(settings)}://{host}:{settings.port}"
+
+
+def _scheme(settings: Settings) -> str:
+    return "https" if settings.tls_cert is not None else "http"
 
 
 def _ready_message(app: web.Application, settings: Settings, local: str) -> str:
@@ -216,9 +291,17 @@ def _ready_message(app: web.Application, settings: Settings, local: str) -> str:
         shown = reach.address or f"{addresses.bracket(settings.host)}:{settings.port}"
         lines.append(
             f"Other machines can reach this peer at {shown}: `meshpad invite` prints what they join with. "
-            f"A browser on another machine opens http://{shown}/?token={app[BROWSER_TOKEN]} "
-            "(plain HTTP: the token and the text cross the network unencrypted; see docs/security.md)."
+            f"A browser on another machine opens {_scheme(settings)}://{shown}/?token={app[BROWSER_TOKEN]}"
+            + (" (HTTPS)." if settings.tls_cert is not None else ".")
         )
+        if settings.tls_cert is None:
+            lines.append(
+                "WARNING: plain HTTP on a network address: the browser token and the documents' text travel "
+                "UNENCRYPTED between a browser on another machine and this peer, and anyone on the network path "
+                "can read them and take over the session. Serve HTTPS with --tls-cert FILE --tls-key FILE, or "
+                "keep --host 127.0.0.1 and reach the editor through an SSH tunnel "
+                "(ssh -L 7400:127.0.0.1:7400 this-host). Links between peers are encrypted either way."
+            )
     if reach.warning and not addresses.is_loopback_host(settings.host):
         lines.append(f"Note: {reach.warning}.")
     return "\n".join(lines)
@@ -230,6 +313,22 @@ async def _settle_heap(app: web.Application) -> None:
     scans only what came later instead of pausing the peer for tens of ms."""
     gc.collect()
     gc.freeze()
+
+
+# -- docs, status, export, import ----------------------------------------------
+
+_CLIENTS = ("docs", "status", "export", "import")
+
+
+def _client(args: argparse.Namespace) -> int:
+    from server import commands
+
+    try:
+        data_dir: Path = Settings.resolve({"data_dir": args.data_dir}, _only(OPTION["data_dir"].env)).data_dir
+    except SettingError as exc:
+        _fail(str(exc))
+    run = {"docs": commands.docs, "status": commands.status, "export": commands.export, "import": commands.import_}
+    return run[args.command](args, data_dir)
 
 
 # -- invite --------------------------------------------------------------------
@@ -288,19 +387,15 @@ def _print_invite(invite: str, address: str) -> None:
 
 def _ask(running: dict[str, Any], data_dir: Path, path: str) -> dict[str, Any]:
     """GET *path* from the peer running on *data_dir*, with its token."""
-    from server.security import TOKEN_FILE
+    from server.commands import ApiError, RunningPeer
 
+    peer = RunningPeer.find(data_dir)
     try:
-        token = (data_dir / TOKEN_FILE).read_text().strip()
-    except OSError as exc:
-        _fail(f"cannot read the peer's token in {data_dir}: {exc.strerror}", EXIT_FAILED)
-    url = f"{running.get('api')}{path}"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            answer = json.loads(resp.read())
-    except (OSError, ValueError) as exc:
-        _fail(f"the peer running on {data_dir} does not answer at {url}: {exc}", EXIT_FAILED)
+        answer = peer.request("GET", path)
+    except ApiError as exc:
+        _fail(f"the peer running on {data_dir} answered {exc.status}: {exc}", EXIT_FAILED)
+    finally:
+        peer.close()
     if not isinstance(answer, dict):
         _fail(f"the peer running on {data_dir} gave an unexpected answer", EXIT_FAILED)
     return answer

@@ -9,7 +9,9 @@ flag or the variable) and the rule it broke.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -189,6 +191,22 @@ OPTIONS += (
         _count,
     ),
 )
+OPTIONS += (
+    Option(
+        "tls_cert",
+        "--tls-cert",
+        "MESHPAD_TLS_CERT",
+        "a PEM certificate (chain) to serve everything over HTTPS, with --tls-key (default: plain HTTP)",
+        _file,
+    ),
+    Option(
+        "tls_key",
+        "--tls-key",
+        "MESHPAD_TLS_KEY",
+        "the PEM private key of --tls-cert (unencrypted)",
+        _file,
+    ),
+)
 
 
 def _switch(text: str) -> bool:
@@ -229,6 +247,8 @@ class Settings:
     unload_after: float | None = None  # None: crdt.config's default
     max_loaded: int | None = None
     discovery: bool = True  # LAN discovery (server.discovery); never on a loopback-only peer
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""
@@ -283,11 +303,69 @@ class Settings:
                 raise SettingError(f"--join-file {self.join_file}: {exc}") from None
             settings = replace(settings, join=settings.join + more)
         settings.invited_key  # noqa: B018 - checks that the invites agree
+        settings.tls_context()  # checks that the certificate and key load
         return settings
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context from --tls-cert and --tls-key, or None
+        for plain HTTP. Raises SettingError when only one is given, or when
+        they cannot be read or do not match."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = ("--tls-cert", "--tls-key") if self.tls_key is None else ("--tls-key", "--tls-cert")
+            raise SettingError(f"{given} needs {missing} too (a certificate and its private key)")
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            try:
+                if str(path) == "-":
+                    raise OSError(0, "give a file, not '-'")
+                with path.open("rb") as f:
+                    f.read(1)
+            except OSError as exc:
+                raise SettingError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            # A key protected by a passphrase is refused rather than prompted for.
+            context.load_cert_chain(self.tls_cert, self.tls_key, password=_no_passphrase)
+        except ssl.SSLError as exc:
+            raise SettingError(_tls_problem(self.tls_cert, self.tls_key, exc)) from None
+        return context
+
+    def certificate_fingerprint(self) -> str | None:
+        """SHA-256 of the certificate served (hex), which local commands pin."""
+        if self.tls_cert is None:
+            return None
+        pem = self.tls_cert.read_text()
+        start = pem.index("-----BEGIN CERTIFICATE-----")
+        end = pem.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem[start:end])).hexdigest()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         return cls.resolve({}, environ)
+
+
+def _tls_problem(cert: Path, key: Path, exc: ssl.SSLError) -> str:
+    """Why OpenSSL refused a certificate and key, as a person reads it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    except ValueError:
+        return f"--tls-cert {cert}: not a PEM certificate (-----BEGIN CERTIFICATE-----)"
+    try:
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        return f"--tls-key {key}: not an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)"
+    public = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*public) != certificate.public_key().public_bytes(*public):
+        return f"--tls-key {key} is not the private key of --tls-cert {cert} (they do not match)"
+    return f"--tls-cert {cert} / --tls-key {key}: refused by OpenSSL ({exc.reason or exc})"
+
+
+def _no_passphrase() -> bytes:
+    raise SettingError("--tls-key: the key is protected by a passphrase; give an unencrypted key (mode 0600)")
 
 
 def _read(path: Path, flag: str) -> str:
