@@ -306,7 +306,8 @@ CONTROLS = """() => {
   const shown = el => el.checkVisibility({ visibilityProperty: true, opacityProperty: true }) &&
     el.getClientRects().length > 0 && !el.closest('[inert]')
   const list = [...document.querySelectorAll(selector)].filter(el =>
-    !el.disabled && el.tabIndex >= 0 && shown(el) && !el.closest('details:not([open]) > :not(summary)'))
+    !el.disabled && (el.tabIndex >= 0 || el.isContentEditable) && shown(el) &&
+    !el.closest('details:not([open]) > :not(summary)'))
   const styles = list.map(el => __look(el))
   window.__controls = { list, styles }
   return list.map(__name)
@@ -331,8 +332,11 @@ HELPERS = """() => {
 }"""
 
 # After a Tab: which element has the focus, and whether it shows it.
-FOCUSED = """() => {
-  for (const a of document.getAnimations()) a.finish()  // a transition of the ring: its end
+FOCUSED = """async () => {
+  // What the focus changed is drawn by the next frame (CodeMirror draws its caret then).
+  for (let i = 0; i < 2; i++) await new Promise(resolve => requestAnimationFrame(resolve))
+  // A transition of the ring: at its end. (Not an infinite animation, such as a caret's blink.)
+  for (const a of document.getAnimations()) if (a instanceof CSSTransition) a.finish()
   const el = document.activeElement
   if (!el || el === document.body || el === document.documentElement) return null
   const controls = window.__controls
