@@ -14,9 +14,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-VENDOR_BUNDLE = "vendor/meshpad-vendor-1.1.0.js"
+VENDOR_BUNDLE = "vendor/meshpad-vendor-1.2.0.js"
 # Files under static/ that pages may reference; anything else is not served.
-SERVED = ("editor.js", "history.js", "life.js", "docs.js", "peers.js", "style.css", VENDOR_BUNDLE)
+SERVED = (
+    "editor.js", "history.js", "life.js", "docs.js", "peers.js", "style.css", "theme.js", "preview.js",
+    "markdown-commands.js", VENDOR_BUNDLE,
+)  # fmt: skip
 
 
 def asset_root() -> Path:

@@ -7,7 +7,8 @@ import json
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from crdt.document import MAX_DOCUMENT_BYTES
 from crdt.errors import InvalidName
 from crdt.names import MAX_NAME_LENGTH, NAME_RULE, validate_name
-from crdt.store import DocumentInfo
+from crdt.store import SEARCH_MIN_CHARS, DocumentInfo
 from server.assets import VENDOR_BUNDLE
 from server.browser_ws import MAX_FRAME_BYTES
 from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
@@ -89,8 +90,127 @@ def _doc_json(info: DocumentInfo) -> dict[str, Any]:
     }
 
 
-def _infos(runtime: Runtime) -> list[DocumentInfo]:
-    return [runtime.info(name) for name in runtime.names()]
+# -- the documents list: search, sort, pages -----------------------------------
+
+# Rows on one page of the documents list.
+PAGE_SIZE = 50
+# Longest search accepted (characters).
+MAX_QUERY = 200
+SORTS = ("name", "size", "updated")
+# The order a sort takes when none is given: names A to Z, the largest and
+# the most recently changed first.
+DEFAULT_ORDER = {"name": "asc", "size": "desc", "updated": "desc"}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What the documents list shows: the documents whose name or text
+    contains *q* (literal text, ignoring case; inside texts from
+    SEARCH_MIN_CHARS characters on), sorted, from *offset*, at most *limit*
+    (None: all)."""
+
+    q: str = ""
+    sort: str = "name"
+    order: str = "asc"
+    offset: int = 0
+    limit: int | None = None
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str], *, strict: bool, limit: int | None) -> ListQuery:
+        """From a request's query string. *strict* (the API): a bad value
+        is a ValueError naming it; else (the page) it falls back to the
+        default, as a hand-edited address should."""
+
+        def bad(message: str, fallback: Any) -> Any:
+            if strict:
+                raise ValueError(message)
+            return fallback
+
+        q = query.get("q", "").strip()
+        if len(q) > MAX_QUERY:
+            q = bad(f"q: at most {MAX_QUERY} characters", q[:MAX_QUERY])
+        sort = query.get("sort", "name")
+        if sort not in SORTS:
+            sort = bad(f"sort: one of {', '.join(SORTS)}", "name")
+        order = query.get("order", DEFAULT_ORDER[sort])
+        if order not in ("asc", "desc"):
+            order = bad("order: asc or desc", DEFAULT_ORDER[sort])
+
+        def number(field: str, default: int | None) -> int | None:
+            raw = query.get(field)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                value = -1
+            if value < 0:
+                return bad(f"{field}: a whole number, 0 or more", default)  # type: ignore[no-any-return]
+            return value
+
+        offset = number("offset", 0) or 0
+        return cls(q, sort, order, offset, number("limit", limit))
+
+
+async def _listing(runtime: Runtime, query: ListQuery) -> tuple[list[DocumentInfo], int]:
+    """The page of the documents list *query* asks for, and how many
+    documents match in all. Only the documents shown are read for a sort by
+    name; a search inside texts asks the store's index (``server.catalog``
+    rule 4), which loads nothing."""
+    names = runtime.names()
+    if query.q:
+        folded = query.q.casefold()
+        inside: set[str] = set()
+        if len(query.q) >= SEARCH_MIN_CHARS:
+            inside = await runtime.documents.search(runtime.store, runtime.core.documents, query.q)
+        names = [n for n in names if folded in n.casefold() or runtime.key(n) in inside]
+    total = len(names)
+    end = None if query.limit is None else query.offset + query.limit
+    if query.sort == "name":
+        if query.order == "desc":
+            names.reverse()
+        return [runtime.info(n) for n in names[query.offset : end]], total
+    infos = [runtime.info(n) for n in names]
+    if query.sort == "size":
+        infos.sort(key=lambda i: (i.length, i.name), reverse=query.order == "desc")
+    else:
+        infos.sort(key=lambda i: (i.updated_at, i.name), reverse=query.order == "desc")
+    return infos[query.offset : end], total
+
+
+# (seconds up to which, unit, seconds in the unit): the same steps as
+# static/docs.js, which refreshes what the page shows.
+_AGO_STEPS = (
+    (45 * 60, "minute", 60), (22 * 3600, "hour", 3600), (26 * 86400, "day", 86400),
+    (320 * 86400, "month", 30.44 * 86400), (float("inf"), "year", 365.25 * 86400),
+)  # fmt: skip
+_ONE = {"day": ("yesterday", "tomorrow"), "month": ("last month", "next month"), "year": ("last year", "next year")}
+
+
+def ago(ts: float, now: float) -> str:
+    """*ts* relative to *now* in English words, as Intl.RelativeTimeFormat
+    (numeric "auto") says it: "now", "3 minutes ago", "yesterday"."""
+    delta = ts - now
+    if abs(delta) < 45:
+        return "now"
+    _, unit, size = next(step for step in _AGO_STEPS if abs(delta) < step[0])
+    n = max(1, round(abs(delta) / size))
+    if n == 1 and unit in _ONE:
+        return _ONE[unit][delta > 0]
+    words = f"{n} {unit}{'' if n == 1 else 's'}"
+    return f"in {words}" if delta > 0 else f"{words} ago"
+
+
+def _list_url(query: ListQuery, **changes: Any) -> str:
+    """The documents page's address for *query* with *changes*; defaults
+    are left out."""
+    q = replace(query, **changes)
+    params = {
+        "q": q.q, "sort": q.sort if q.sort != "name" else "",
+        "order": q.order if q.order != DEFAULT_ORDER[q.sort] else "", "offset": q.offset or "",
+    }  # fmt: skip
+    encoded = urllib.parse.urlencode({k: v for k, v in params.items() if v})
+    return f"/?{encoded}" if encoded else "/"
 
 
 def _missing(request: web.Request, runtime: Runtime, name: str, suffix: str = "") -> web.Response:
@@ -117,13 +237,45 @@ async def index(
     typed: str = "",
     existing: str | None = None,
 ) -> web.Response:
-    """The documents page; *problem* is shown on the *form* ("create" or
-    "import") that caused it, with what was *typed* kept."""
+    """The documents page, one page of PAGE_SIZE rows of the list its
+    query asks for (``ListQuery``); *problem* is shown on the *form*
+    ("create" or "import") that caused it, with what was *typed* kept.
+    With ``?partial=1`` only the list (what the page's script swaps in as
+    a search is typed)."""
     runtime = request.app[RUNTIME]
+    query = ListQuery.parse(request.query, strict=False, limit=PAGE_SIZE)
+    documents, total = await _listing(runtime, query)
+    partial = request.query.get("partial") == "1"
+    if query.offset and query.offset >= total and total and not partial:
+        last = (total - 1) // PAGE_SIZE * PAGE_SIZE
+        raise web.HTTPFound(_list_url(query, offset=last))
+    assert query.limit is not None
+    pages = {
+        "first": query.offset + 1 if documents else 0, "last": query.offset + len(documents), "total": total,
+        "previous": _list_url(query, offset=max(0, query.offset - query.limit)) if query.offset else None,
+        "next": _list_url(query, offset=query.offset + query.limit) if query.offset + query.limit < total else None,
+        "start": _list_url(query, offset=0) if query.offset else None,
+        "end": _list_url(query, offset=(total - 1) // query.limit * query.limit)
+        if query.offset + query.limit < total else None,
+        "page": query.offset // query.limit + 1, "pages": max(1, -(-total // query.limit)),
+    }  # fmt: skip
+    sorts = {
+        sort: _list_url(query, sort=sort, offset=0, order=(
+            ("desc" if query.order == "asc" else "asc") if sort == query.sort else DEFAULT_ORDER[sort]
+        )) for sort in SORTS
+    }  # fmt: skip
+    context: dict[str, Any] = {
+        "documents": documents, "query": query, "pages": pages, "sorts": sorts,
+        "inside": len(query.q) >= SEARCH_MIN_CHARS, "min_chars": SEARCH_MIN_CHARS, "max_query": MAX_QUERY,
+        "self_url": _list_url(query), "now": runtime.wall(),
+        "ago": ago,
+    }  # fmt: skip
+    if partial:
+        return render(request, "documents_list.html", **context)
     return render(
-        request, "index.html", status=status, documents=_infos(runtime), name_rule=NAME_RULE,
+        request, "index.html", status=status, name_rule=NAME_RULE,
         problem=problem, problem_form=form, typed=typed, existing=existing,
-        notice=request.query.get("notice", ""), undo=request.query.get("undo", ""),
+        notice=request.query.get("notice", ""), undo=request.query.get("undo", ""), **context,
     )  # fmt: skip
 
 
@@ -133,7 +285,10 @@ async def editor(request: web.Request) -> web.Response:
     if not runtime.exists(name):
         return _missing(request, runtime, name)
     static = request.app[STATIC]
-    modules = {"meshpad-vendor": VENDOR_BUNDLE, "meshpad-history": "history.js", "meshpad-life": "life.js"}
+    modules = {
+        "meshpad-vendor": VENDOR_BUNDLE, "meshpad-history": "history.js", "meshpad-life": "life.js",
+        "meshpad-preview": "preview.js", "meshpad-markdown-commands": "markdown-commands.js",
+    }  # fmt: skip
     importmap = json.dumps({"imports": {module: static.url(path) for module, path in modules.items()}})
     request[CSP_HASHES] = [script_hash(importmap)]
     return render(
@@ -242,7 +397,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def api_list(request: web.Request) -> web.Response:
-    return web.json_response([_doc_json(i) for i in _infos(request.app[RUNTIME])])
+    """Every document, sorted by name; with ``q``, ``sort``, ``order``,
+    ``offset`` or ``limit`` (``ListQuery``), the part they ask for. Always a
+    list; ``X-Total-Count`` says how many match in all."""
+    try:
+        query = ListQuery.parse(request.query, strict=True, limit=None)
+    except ValueError as exc:
+        raise json_error(400, str(exc)) from exc
+    documents, total = await _listing(request.app[RUNTIME], query)
+    return web.json_response([_doc_json(i) for i in documents], headers={"X-Total-Count": str(total)})
 
 
 async def api_get(request: web.Request) -> web.Response:

@@ -11,11 +11,13 @@ import {
   Y, WebsocketProvider, IndexeddbPersistence, yCollab, yUndoManagerKeymap, decoding,
   EditorView, EditorState, keymap, drawSelection, dropCursor, highlightActiveLine,
   highlightActiveLineGutter, highlightSpecialChars, lineNumbers, rectangularSelection,
-  defaultKeymap, indentWithTab, syntaxHighlighting, defaultHighlightStyle, bracketMatching,
-  indentOnInput, searchKeymap, highlightSelectionMatches, markdown, Compartment
+  defaultKeymap, indentWithTab, bracketMatching, indentOnInput, searchKeymap, highlightSelectionMatches,
+  search, Compartment
 } from 'meshpad-vendor'
 import { setupHistory, authorColours } from 'meshpad-history'
 import { setupLife, CLOSE_DELETED } from 'meshpad-life'
+import { markdownEditing } from 'meshpad-markdown-commands'
+import { setupPreview } from 'meshpad-preview'
 
 const MESSAGE_SAVED = 100
 const MESSAGE_QUERY_AWARENESS = 3
@@ -37,7 +39,25 @@ const peopleEl = document.getElementById('people')
 const problemEl = document.getElementById('problem')
 
 // -- who am I ----------------------------------------------------------------
-const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#0f8b8d', '#f032e6', '#9a6324']
+// Dark enough for white names on them (contrast 4.5:1 at least).
+const PALETTE = ['#c0262d', '#1f7a35', '#3451c6', '#b04a0c', '#7e22ce', '#0f766e', '#be185d', '#7a4f0b']
+
+// Black or white, whichever reads better on a person's colour (a colour
+// picked by hand may be light).
+function textOn (color) {
+  const m = /^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})/i.exec(color || '')
+  if (!m) return '#fff'
+  const [r, g, b] = m.slice(1).map(h => {
+    const c = parseInt(h, 16) / 255
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4
+  })
+  const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+  return (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) ? '#000' : '#fff'
+}
+function rgbToHex (rgb) {
+  const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(rgb || '')
+  return m ? '#' + m.slice(1, 4).map(n => Number(n).toString(16).padStart(2, '0')).join('') : rgb
+}
 function loadUser () {
   let user = null
   try { user = JSON.parse(localStorage.getItem('meshpad:user')) } catch (_) { user = null }
@@ -272,6 +292,7 @@ function renderPeople () {
     const el = document.createElement('span')
     el.className = 'person'
     el.style.background = state.user.color
+    el.style.color = textOn(state.user.color)
     el.textContent = state.user.name + (client === ydoc.clientID ? ' (you)' : '')
     peopleEl.append(el)
   }
@@ -309,15 +330,16 @@ const view = new EditorView({
       dropCursor(),
       EditorState.allowMultipleSelections.of(true),
       indentOnInput(),
-      syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
       bracketMatching(),
       rectangularSelection(),
       highlightActiveLine(),
       highlightSelectionMatches(),
       editing.of(keymap.of(yUndoManagerKeymap)),
+      markdownEditing(),
       keymap.of([...defaultKeymap, ...searchKeymap, indentWithTab]),
-      markdown(),
+      search({ top: true }),
       EditorView.lineWrapping,
+      EditorView.contentAttributes.of({ 'aria-label': 'Document text (Markdown)' }),
       colours.compartment.of([]),
       yCollab(ytext, provider.awareness, { undoManager })
     ]
@@ -327,10 +349,30 @@ const view = new EditorView({
 const life = setupLife({
   key, name: root.dataset.doc, ydoc, user, readOnly, isSynced: () => provider.synced
 })
-const history = setupHistory({ name: life.name, ydoc, ytext, view, user, colours, editorEl: root })
+const panes = document.getElementById('panes')
+const history = setupHistory({ name: life.name, ydoc, ytext, view, user, colours, editorEl: panes })
+const preview = setupPreview({
+  view, ytext, panes, previewEl: document.getElementById('preview'), control: document.getElementById('view-choice')
+})
+
+// Remote cursors' names in a colour that reads on their background.
+new MutationObserver(() => {
+  for (const info of root.querySelectorAll('.cm-ySelectionInfo:not([data-read])')) {
+    const caret = info.closest('.cm-ySelectionCaret')
+    if (!caret) continue
+    info.style.color = textOn(rgbToHex(caret.style.backgroundColor))
+    info.dataset.read = ''
+  }
+}).observe(root, { childList: true, subtree: true })
+
+// The panes fill the window below the bar, whose height changes as it wraps.
+const bar = document.querySelector('header.bar')
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty('--bar-h', bar.offsetHeight + 'px')
+}).observe(bar)
 
 window.meshpad = {
-  doc: ydoc, text: ytext, provider, local, view, undoManager, history, life,
+  doc: ydoc, text: ytext, provider, local, view, undoManager, history, life, preview,
   isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge, deleted: () => deletedBecause
 }
 render()

@@ -11,9 +11,33 @@ export {
   highlightActiveLineGutter, highlightSpecialChars, lineNumbers, rectangularSelection,
   Decoration, ViewPlugin
 } from '@codemirror/view'
-export { EditorState, RangeSetBuilder, Compartment } from '@codemirror/state'
+export { EditorState, EditorSelection, StateField, StateEffect, RangeSetBuilder, Compartment, Prec } from '@codemirror/state'
 export { defaultKeymap, indentWithTab } from '@codemirror/commands'
-export { syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput } from '@codemirror/language'
-export { searchKeymap, highlightSelectionMatches } from '@codemirror/search'
-export { markdown } from '@codemirror/lang-markdown'
+export {
+  syntaxHighlighting, defaultHighlightStyle, HighlightStyle, bracketMatching, indentOnInput,
+  LanguageDescription, LanguageSupport, StreamLanguage
+} from '@codemirror/language'
+export { searchKeymap, highlightSelectionMatches, search, openSearchPanel } from '@codemirror/search'
+export { markdown, markdownLanguage, insertNewlineContinueMarkup, deleteMarkupBackward } from '@codemirror/lang-markdown'
+export { tags, classHighlighter, highlightCode, tagHighlighter } from '@lezer/highlight'
 export * as decoding from 'lib0/decoding'
+
+// The languages of code blocks, highlighted alike in the editor and in the
+// preview (one set of grammars for both).
+export { javascript } from '@codemirror/lang-javascript'
+export { python } from '@codemirror/lang-python'
+export { json } from '@codemirror/lang-json'
+export { css } from '@codemirror/lang-css'
+export { html } from '@codemirror/lang-html'
+export { rust } from '@codemirror/lang-rust'
+export { sql } from '@codemirror/lang-sql'
+export { cpp } from '@codemirror/lang-cpp'
+export { java } from '@codemirror/lang-java'
+export { go } from '@codemirror/lang-go'
+export { xml } from '@codemirror/lang-xml'
+export { yaml } from '@codemirror/lang-yaml'
+export { shell } from '@codemirror/legacy-modes/mode/shell'
+
+// The preview: markdown-it renders, DOMPurify sanitises.
+export { default as MarkdownIt } from 'markdown-it'
+export { default as DOMPurify } from 'dompurify'

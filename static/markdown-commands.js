@@ -1,0 +1,202 @@
+// The editor's Markdown: the languages of code blocks (the same grammars
+// highlight the preview's code blocks, see preview.js), the style of
+// headings and inline marks, the formatting shortcuts, and list
+// continuation that does not double a marker the person types.
+import {
+  EditorSelection, StateField, StateEffect, Prec, keymap, EditorView,
+  HighlightStyle, syntaxHighlighting, LanguageDescription, LanguageSupport, StreamLanguage, tags, classHighlighter,
+  markdown, markdownLanguage, insertNewlineContinueMarkup,
+  javascript, python, json, css, html, rust, sql, cpp, java, go, xml, yaml, shell
+} from 'meshpad-vendor'
+
+const lang = (name, alias, support) => LanguageDescription.of({ name, alias, support })
+const shellLanguage = new LanguageSupport(StreamLanguage.define(shell))
+
+// Names a fence may give (```js, ```python, ...), matched case-insensitively.
+export const codeLanguages = [
+  lang('JavaScript', ['js', 'javascript', 'mjs', 'cjs', 'node'], javascript()),
+  lang('JSX', ['jsx'], javascript({ jsx: true })),
+  lang('TypeScript', ['ts', 'typescript'], javascript({ typescript: true })),
+  lang('TSX', ['tsx'], javascript({ jsx: true, typescript: true })),
+  lang('Python', ['py', 'python', 'python3'], python()),
+  lang('JSON', ['json', 'jsonc', 'json5'], json()),
+  lang('CSS', ['css'], css()),
+  lang('HTML', ['html', 'htm', 'xhtml'], html()),
+  lang('Rust', ['rs', 'rust'], rust()),
+  lang('SQL', ['sql', 'sqlite', 'postgresql', 'mysql'], sql()),
+  lang('C++', ['cpp', 'c++', 'cc', 'cxx', 'hpp', 'c', 'h'], cpp()),
+  lang('Java', ['java'], java()),
+  lang('Go', ['go', 'golang'], go()),
+  lang('XML', ['xml', 'svg', 'xsl'], xml()),
+  lang('YAML', ['yaml', 'yml'], yaml()),
+  lang('Shell', ['sh', 'bash', 'shell', 'zsh', 'console', 'shellscript'], shellLanguage)
+]
+
+export function findLanguage (name) {
+  if (!name) return null
+  return LanguageDescription.matchLanguageName(codeLanguages, name.trim().split(/\s+/)[0], false)
+}
+
+// Headings sized, not underlined; inline marks shown as what they mean. The
+// colours are the page's variables, so they follow the theme.
+const markdownStyle = HighlightStyle.define([
+  { tag: tags.heading1, fontSize: '1.6em', fontWeight: '700', lineHeight: '1.3' },
+  { tag: tags.heading2, fontSize: '1.4em', fontWeight: '700', lineHeight: '1.3' },
+  { tag: tags.heading3, fontSize: '1.22em', fontWeight: '700' },
+  { tag: tags.heading4, fontSize: '1.1em', fontWeight: '700' },
+  { tag: tags.heading5, fontSize: '1em', fontWeight: '700' },
+  { tag: tags.heading6, fontSize: '1em', fontWeight: '700', color: 'var(--muted)' },
+  { tag: tags.strong, fontWeight: '700' },
+  { tag: tags.emphasis, fontStyle: 'italic' },
+  { tag: tags.strikethrough, textDecoration: 'line-through' },
+  { tag: tags.link, color: 'var(--accent)' },
+  { tag: tags.url, color: 'var(--muted)' },
+  { tag: tags.quote, color: 'var(--muted)' },
+  { tag: tags.monospace, class: 'cm-md-code' },
+  { tag: [tags.processingInstruction, tags.contentSeparator, tags.labelName], color: 'var(--muted)' }
+])
+
+// -- list continuation ------------------------------------------------------------
+// Enter on a list item starts the next one with a marker (lang-markdown's
+// insertNewlineContinueMarkup). Someone used to plain text types a marker
+// there anyway: "- " on a line that already reads "- ". The line that Enter
+// made is remembered, and a marker typed right after the one it inserted
+// replaces it instead of nesting ("- - ").
+const setContinued = StateEffect.define()
+const continued = StateField.define({
+  create: () => null,
+  update (value, tr) {
+    for (const effect of tr.effects) if (effect.is(setContinued)) return effect.value
+    if (value === null || !tr.docChanged) return value
+    return { from: tr.changes.mapPos(value.from, -1), text: value.text }
+  }
+})
+
+const LIST_MARKER = /^(.*?)([-*+]|\d{1,9}[.)])( \[[ xX]\])? $/
+const TYPED_MARKER = /^([-*+]|\d{1,9}[.)])$/
+
+function continueList (view) {
+  if (!insertNewlineContinueMarkup(view)) return false
+  const { state } = view
+  const head = state.selection.main.head
+  const line = state.doc.lineAt(head)
+  const text = state.doc.sliceString(line.from, head)
+  view.dispatch({ effects: setContinued.of(head === line.to && LIST_MARKER.test(text) ? { from: line.from, text } : null) })
+  return true
+}
+
+const noDoubledMarker = EditorView.inputHandler.of((view, from, to, text) => {
+  if (text !== ' ' || from !== to) return false
+  const record = view.state.field(continued, false)
+  if (!record) return false
+  const line = view.state.doc.lineAt(from)
+  if (line.from !== record.from || from !== line.to) return false
+  const lineText = line.text
+  if (!lineText.startsWith(record.text)) return false
+  const typed = lineText.slice(record.text.length)
+  if (!TYPED_MARKER.test(typed)) return false
+  const prefix = LIST_MARKER.exec(record.text)[1]
+  const insert = prefix + typed + ' '
+  view.dispatch({
+    changes: { from: line.from, to: line.to, insert },
+    selection: { anchor: line.from + insert.length },
+    effects: setContinued.of(null),
+    userEvent: 'input.type'
+  })
+  return true
+})
+
+// -- formatting ---------------------------------------------------------------------
+// Each toggles: wrapped text is unwrapped, anything else is wrapped, and an
+// empty selection gets the marks with the cursor between them.
+function toggleMark (mark) {
+  return view => {
+    const { state } = view
+    const doc = state.doc
+    const m = mark.length
+    view.dispatch(state.changeByRange(range => {
+      const { from, to } = range
+      const before = doc.sliceString(Math.max(0, from - m), from)
+      const after = doc.sliceString(to, to + m)
+      // "*" beside "**" is bold, not italic.
+      const boldAround = mark === '*' && doc.sliceString(Math.max(0, from - 2), from) === '**' &&
+        doc.sliceString(to, to + 2) === '**' && doc.sliceString(Math.max(0, from - 3), from) !== '***'
+      if (before === mark && after === mark && !boldAround) {
+        return {
+          changes: [{ from: from - m, to: from }, { from: to, to: to + m }],
+          range: EditorSelection.range(from - m, to - m)
+        }
+      }
+      const inside = doc.sliceString(from, to)
+      if (inside.length >= 2 * m && inside.startsWith(mark) && inside.endsWith(mark) &&
+          !(mark === '*' && inside.startsWith('**') && !inside.startsWith('***'))) {
+        return {
+          changes: [{ from, to: from + m }, { from: to - m, to }],
+          range: EditorSelection.range(from, to - 2 * m)
+        }
+      }
+      return {
+        changes: [{ from, insert: mark }, { from: to, insert: mark }],
+        range: EditorSelection.range(from + m, to + m)
+      }
+    }), { userEvent: 'input.format', scrollIntoView: true })
+    return true
+  }
+}
+
+const LINK = /^\[([^\]\n]*)\]\(([^)\n]*)\)$/
+const URLISH = /^(https?:\/\/|mailto:)\S+$/
+
+function toggleLink (view) {
+  const { state } = view
+  const doc = state.doc
+  view.dispatch(state.changeByRange(range => {
+    const { from, to } = range
+    const inside = doc.sliceString(from, to)
+    const whole = LINK.exec(inside)
+    if (whole) {
+      return { changes: { from, to, insert: whole[1] }, range: EditorSelection.range(from, from + whole[1].length) }
+    }
+    // The text of a link selected: unwrap it.
+    const lineEnd = doc.lineAt(to).to
+    const tail = /^\]\([^)\n]*\)/.exec(doc.sliceString(to, lineEnd))
+    if (from > 0 && doc.sliceString(from - 1, from) === '[' && tail) {
+      return {
+        changes: [{ from: from - 1, to: from }, { from: to, to: to + tail[0].length }],
+        range: EditorSelection.range(from - 1, to - 1)
+      }
+    }
+    if (URLISH.test(inside)) {
+      const insert = '[](' + inside + ')'
+      return { changes: { from, to, insert }, range: EditorSelection.cursor(from + 1) }
+    }
+    const insert = '[' + inside + '](https://)'
+    const urlFrom = from + inside.length + 3
+    return { changes: { from, to, insert }, range: EditorSelection.range(urlFrom, urlFrom + 'https://'.length) }
+  }), { userEvent: 'input.format', scrollIntoView: true })
+  return true
+}
+
+export const bold = toggleMark('**')
+export const italic = toggleMark('*')
+export const inlineCode = toggleMark('`')
+export { toggleLink as link }
+
+// What the editor adds for Markdown.
+export function markdownEditing () {
+  return [
+    markdown({ base: markdownLanguage, codeLanguages }),
+    syntaxHighlighting(markdownStyle),
+    syntaxHighlighting(classHighlighter),
+    continued,
+    noDoubledMarker,
+    Prec.high(keymap.of([
+      { key: 'Enter', run: continueList },
+      { key: 'Mod-b', run: bold, preventDefault: true },
+      { key: 'Mod-i', run: italic, preventDefault: true },
+      { key: 'Mod-k', run: toggleLink, preventDefault: true },
+      { key: 'Mod-e', run: inlineCode, preventDefault: true },
+      { key: 'Mod-`', run: inlineCode, preventDefault: true }
+    ]))
+  ]
+}

@@ -1,0 +1,361 @@
+// The editor's preview: the document rendered live beside (or instead of)
+// the text, scrolled along with it.
+//
+// markdown-it renders CommonMark with GFM tables, strikethrough and
+// autolinks (linkify); task lists ("- [ ] ...") are marked here on its token
+// stream, and their checkboxes toggle the "[ ]" in the text as an edit of
+// this editor (so it replicates and is undone like typing). Every block
+// carries the line it starts on (markdown-it's token.map), which is how the
+// two panes follow each other's scrolling.
+//
+// The rendered HTML goes through DOMPurify (HTML only: no SVG, MathML,
+// scripts, frames, forms, styles or event handlers) before it reaches the
+// page. Images are shown only from this peer or as data: URLs; one from
+// elsewhere is replaced by a note naming it, so a document cannot make the
+// page fetch anything (the page's CSP would block it too). Links open in a
+// new tab with no opener and no referrer.
+//
+// Rendering waits for the preview to be shown, and then runs at most once a
+// frame, after the editor has painted.
+import { MarkdownIt, DOMPurify, highlightCode, classHighlighter, EditorView } from 'meshpad-vendor'
+import { findLanguage } from 'meshpad-markdown-commands'
+
+const STORAGE = 'meshpad:view'
+export const VIEWS = ['editor', 'split', 'preview']
+const LABELS = { editor: 'editor only', split: 'side by side', preview: 'preview only' }
+const NARROW = '(max-width: 700px)' // no room for two panes: side by side shows the editor
+
+// -- rendering ---------------------------------------------------------------------
+
+function escapeHtml (text) {
+  return text.replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c])
+}
+
+// A fenced block's code, highlighted by the editor's own grammar for it.
+function highlight (code, info) {
+  const found = findLanguage(info)
+  if (!found || !found.support) return ''
+  const parser = found.support.language.parser
+  let out = ''
+  highlightCode(code, parser.parse(code), classHighlighter,
+    (text, classes) => { out += classes ? '<span class="' + classes + '">' + escapeHtml(text) + '</span>' : escapeHtml(text) },
+    () => { out += '\n' })
+  return out
+}
+
+const TASK = /^\[([ xX])\](?=\s|$)/
+
+// GFM task lists on markdown-it's tokens: a list item whose first paragraph
+// starts with "[ ]" or "[x]" is a task; the box is drawn after sanitising.
+function taskLists (md) {
+  md.core.ruler.after('inline', 'meshpad-tasks', state => {
+    const tokens = state.tokens
+    for (let i = 2; i < tokens.length; i++) {
+      const inline = tokens[i]
+      if (inline.type !== 'inline' || tokens[i - 1].type !== 'paragraph_open' || tokens[i - 2].type !== 'list_item_open') continue
+      const m = TASK.exec(inline.content)
+      const first = inline.children && inline.children[0]
+      if (!m || !first || first.type !== 'text' || !first.content.startsWith(m[0])) continue
+      first.content = first.content.slice(m[0].length).replace(/^\s/, '')
+      const item = tokens[i - 2]
+      item.attrJoin('class', 'task-list-item')
+      item.attrSet('data-task', m[1] === ' ' ? 'open' : 'done')
+      for (let j = i - 3; j >= 0; j--) {
+        const t = tokens[j]
+        if (t.level === item.level - 1 && (t.type === 'bullet_list_open' || t.type === 'ordered_list_open')) {
+          if (!(t.attrGet('class') || '').includes('contains-task-list')) t.attrJoin('class', 'contains-task-list')
+          break
+        }
+      }
+    }
+  })
+}
+
+// Every block that opens says the line it starts on (0-based).
+function sourceLines (md) {
+  md.core.ruler.push('meshpad-lines', state => {
+    for (const token of state.tokens) {
+      if (token.map && token.block && (token.nesting === 1 || token.type === 'fence' || token.type === 'code_block' || token.type === 'hr')) {
+        token.attrSet('data-source-line', String(token.map[0]))
+      }
+    }
+  })
+}
+
+function makeRenderer () {
+  const md = new MarkdownIt({ html: true, linkify: true, typographer: false, highlight })
+  md.use(taskLists)
+  md.use(sourceLines)
+  return md
+}
+
+function makePurifier () {
+  const purify = DOMPurify(window)
+  purify.addHook('afterSanitizeAttributes', node => {
+    if (node.tagName === 'A' && node.hasAttribute('href')) {
+      node.setAttribute('target', '_blank')
+      node.setAttribute('rel', 'noopener noreferrer')
+    }
+    if (node.tagName === 'IMG') {
+      const src = node.getAttribute('src') || ''
+      if (!allowedImage(src)) {
+        node.removeAttribute('src')
+        if (src) node.setAttribute('data-blocked-src', src)
+      }
+    }
+  })
+  return purify
+}
+
+function allowedImage (src) {
+  if (/^data:image\/(png|gif|jpe?g|webp|avif);/i.test(src)) return true
+  try {
+    return new URL(src, location.href).origin === location.origin
+  } catch (_) {
+    return false
+  }
+}
+
+const PURIFY = {
+  USE_PROFILES: { html: true },
+  FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'option', 'audio', 'video', 'source',
+    'track', 'picture', 'dialog'],
+  FORBID_ATTR: ['style', 'srcset', 'background', 'poster', 'ping', 'action', 'formaction', 'autofocus'],
+  RETURN_DOM_FRAGMENT: true
+}
+
+// The Markdown as a sanitised DOM fragment, with the task boxes drawn.
+export function renderMarkdown (md, purify, text) {
+  const fragment = purify.sanitize(md.render(text), PURIFY)
+  for (const img of fragment.querySelectorAll('img[data-blocked-src]')) {
+    const note = document.createElement('span')
+    note.className = 'blocked-image'
+    note.textContent = (img.getAttribute('alt') || 'image') + ' (not loaded: ' + img.dataset.blockedSrc + ')'
+    note.title = 'The preview loads no images from the network'
+    img.replaceWith(note)
+  }
+  for (const item of fragment.querySelectorAll('li.task-list-item[data-task]')) {
+    const box = document.createElement('input')
+    box.type = 'checkbox'
+    box.className = 'task-box'
+    box.checked = item.dataset.task === 'done'
+    box.setAttribute('aria-label', 'done: ' + (item.textContent.trim().slice(0, 80) || 'task'))
+    const holder = item.firstElementChild && item.firstElementChild.tagName === 'P' ? item.firstElementChild : item
+    holder.prepend(box)
+  }
+  return fragment
+}
+
+// -- the panes ----------------------------------------------------------------------
+
+export function setupPreview ({ view, ytext, panes, previewEl, control }) {
+  let md = null
+  let purify = null
+  let chosen = loadView()
+  let dirty = true
+  let frame = null
+  const narrow = window.matchMedia(NARROW)
+  const buttons = [...control.querySelectorAll('button[data-view]')]
+
+  function loadView () {
+    let value = null
+    try { value = localStorage.getItem(STORAGE) } catch (_) { value = null }
+    return VIEWS.includes(value) ? value : 'editor'
+  }
+
+  // What is shown: side by side needs room for two panes.
+  function shown () {
+    return chosen === 'split' && narrow.matches ? 'editor' : chosen
+  }
+
+  function choose (value, { remember = true } = {}) {
+    chosen = value
+    if (remember) {
+      try { localStorage.setItem(STORAGE, value) } catch (_) {}
+    }
+    apply()
+  }
+
+  function apply () {
+    const now = shown()
+    panes.dataset.view = now
+    for (const button of buttons) button.setAttribute('aria-pressed', String(button.dataset.view === now))
+    if (now !== 'editor') schedule()
+    if (now !== 'preview') view.requestMeasure() // the editor may have been hidden: measure it again
+  }
+
+  function cycle () {
+    const order = narrow.matches ? ['editor', 'preview'] : VIEWS
+    const at = order.indexOf(shown())
+    choose(order[(at + 1) % order.length])
+  }
+
+  // -- rendering, at most once a frame and only while shown ---------------
+  function schedule () {
+    dirty = true
+    if (frame !== null || shown() === 'editor') return
+    // After the next frame is painted: the editor comes first.
+    frame = requestAnimationFrame(() => setTimeout(() => { frame = null; if (dirty) render() }, 0))
+  }
+
+  function render () {
+    if (shown() === 'editor') return
+    if (md === null) { md = makeRenderer(); purify = makePurifier() }
+    dirty = false
+    const keep = previewEl.scrollTop
+    previewEl.replaceChildren(renderMarkdown(md, purify, view.state.doc.toString()))
+    blocks = [...previewEl.querySelectorAll('[data-source-line]')]
+    previewEl.scrollTop = keep
+    if (shown() === 'split') followEditor()
+    previewEl.dataset.rendered = String(Number(previewEl.dataset.rendered || 0) + 1)
+  }
+
+  ytext.observe(schedule)
+  narrow.addEventListener('change', apply)
+
+  // -- task boxes -------------------------------------------------------------
+  previewEl.addEventListener('change', event => {
+    const box = event.target
+    if (!(box instanceof HTMLInputElement) || !box.classList.contains('task-box')) return
+    const item = box.closest('li[data-source-line]')
+    if (!item || !toggleTask(Number(item.dataset.sourceLine))) schedule() // the text moved on: show it as it is
+  })
+
+  function toggleTask (lineIndex) {
+    const doc = view.state.doc
+    if (view.state.readOnly || !(lineIndex >= 0 && lineIndex < doc.lines)) return false
+    const line = doc.line(lineIndex + 1)
+    const m = /^(\s*(?:>\s?)*\s*(?:[-*+]|\d{1,9}[.)])\s+)\[([ xX])\]/.exec(line.text)
+    if (!m) return false
+    const at = line.from + m[1].length + 1
+    view.dispatch({ changes: { from: at, to: at + 1, insert: m[2] === ' ' ? 'x' : ' ' }, userEvent: 'input.toggle' })
+    return true
+  }
+
+  // -- scrolling together -------------------------------------------------------
+  let blocks = []
+  const expected = new WeakMap() // a scroll this code made, not to be echoed back
+
+  function setScroll (el, top) {
+    const target = Math.max(0, Math.min(Math.round(top), el.scrollHeight - el.clientHeight))
+    if (Math.abs(el.scrollTop - target) < 1) return
+    expected.set(el, target)
+    el.scrollTop = target
+  }
+
+  function echoed (el) {
+    const target = expected.get(el)
+    if (target === undefined) return false
+    expected.delete(el)
+    return Math.abs(el.scrollTop - target) <= 1
+  }
+
+  function blockTop (el) {
+    return el.getBoundingClientRect().top - previewEl.getBoundingClientRect().top + previewEl.scrollTop
+  }
+
+  // The line (fractional, 0-based) at the top of the editor's pane.
+  function editorTopLine () {
+    const scroller = view.scrollDOM
+    const height = scroller.scrollTop - view.documentPadding.top
+    const block = view.lineBlockAtHeight(Math.max(0, height))
+    const line = view.state.doc.lineAt(block.from).number - 1
+    const fraction = block.height > 0 ? Math.min(1, Math.max(0, (height - block.top) / block.height)) : 0
+    return line + fraction
+  }
+
+  function followEditor () {
+    if (blocks.length === 0) return
+    if (view.scrollDOM.scrollTop <= 0) { setScroll(previewEl, 0); return }
+    const line = editorTopLine()
+    // The last block starting at or before the line, and the next after it.
+    let lo = 0
+    let hi = blocks.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (Number(blocks[mid].dataset.sourceLine) <= line) lo = mid
+      else hi = mid - 1
+    }
+    const a = blocks[lo]
+    const aLine = Number(a.dataset.sourceLine)
+    let next = lo + 1
+    while (next < blocks.length && Number(blocks[next].dataset.sourceLine) <= aLine) next++
+    const aTop = aLine <= line ? blockTop(a) : 0
+    let top = aTop
+    if (next < blocks.length) {
+      const bLine = Number(blocks[next].dataset.sourceLine)
+      const from = aLine <= line ? aLine : 0
+      top = aTop + (blockTop(blocks[next]) - aTop) * (line - from) / Math.max(1, bLine - from)
+    } else {
+      const end = view.state.doc.lines
+      top = aTop + (previewEl.scrollHeight - aTop) * (line - aLine) / Math.max(1, end - aLine)
+    }
+    setScroll(previewEl, top)
+  }
+
+  function followPreview () {
+    if (blocks.length === 0) return
+    const y = previewEl.scrollTop
+    if (y <= 0) { editorEcho = 0; setScroll(view.scrollDOM, 0); return }
+    let lo = 0
+    let hi = blocks.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (blockTop(blocks[mid]) <= y) lo = mid
+      else hi = mid - 1
+    }
+    const a = blocks[lo]
+    const aLine = Number(a.dataset.sourceLine)
+    const aTop = blockTop(a)
+    let next = lo + 1
+    while (next < blocks.length && Number(blocks[next].dataset.sourceLine) <= aLine) next++
+    let line = aLine
+    if (next < blocks.length) {
+      const bTop = blockTop(blocks[next])
+      const bLine = Number(blocks[next].dataset.sourceLine)
+      if (bTop > aTop) line = aLine + (bLine - aLine) * Math.min(1, (y - aTop) / (bTop - aTop))
+    }
+    // Heights of lines the editor has not drawn are estimates: let it
+    // measure while it scrolls there.
+    const doc = view.state.doc
+    const whole = Math.min(doc.lines, Math.floor(line) + 1)
+    editorEcho = whole - 1
+    view.dispatch({ effects: EditorView.scrollIntoView(doc.line(whole).from, { y: 'start', yMargin: 0 }) })
+  }
+  let editorEcho = null // the line this code scrolled the editor to
+
+  view.scrollDOM.addEventListener('scroll', () => {
+    if (shown() !== 'split') return
+    if (editorEcho !== null) {
+      if (Math.abs(editorTopLine() - editorEcho) < 1) return
+      editorEcho = null
+    }
+    followEditor()
+  }, { passive: true })
+  previewEl.addEventListener('scroll', () => {
+    if (echoed(previewEl) || shown() !== 'split') return
+    followPreview()
+  }, { passive: true })
+
+  // -- the control and the shortcut ------------------------------------------
+  for (const button of buttons) {
+    button.title = 'Show ' + LABELS[button.dataset.view] + ' (Ctrl-Alt-P cycles)'
+    button.addEventListener('click', () => choose(button.dataset.view))
+  }
+  document.addEventListener('keydown', event => {
+    if ((event.ctrlKey || event.metaKey) && event.altKey && !event.shiftKey && event.code === 'KeyP') {
+      event.preventDefault()
+      cycle()
+    }
+  })
+
+  apply()
+  return {
+    shown,
+    choose,
+    cycle,
+    render,
+    followEditor,
+    followPreview
+  }
+}
