@@ -178,3 +178,13 @@ async def test_the_peers_page_marks_a_peer_found_on_the_lan(client):
     html = await (await client.get("/peers/table")).text()
     assert 'class="state found-lan"' in html and "Finding peers on the local network: off" in html
     assert app[DISCOVERY].snapshot()["reason"].startswith("this peer listens on 127.0.0.1 only")
+
+
+def test_every_announcement_has_a_fresh_nonce_and_verifies():
+    where = discovery.plan(True, "10.0.0.5", None)
+    lan = discovery.Discovery(None, network_key_from_text("lan-hint-network-one"), PEER, PORT, where)  # type: ignore[arg-type]
+    first, second = lan.service_info(), lan.service_info()
+    assert first.name == second.name and first.port == PORT and first.parsed_addresses() == ["10.0.0.5"]
+    assert first.properties[b"n"] != second.properties[b"n"]
+    for info in (first, second):
+        assert lanhint.verify(KEY, info.properties, PORT, len(info.text)).peer_id == PEER
