@@ -9,6 +9,7 @@ Every implementation passes the contract suite in ``tests/store/contract.py``.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,13 +26,16 @@ class Write:
     """One entry of a write batch. ``update`` appends to the document's log;
     ``length`` (code points) and ``at`` (seconds since the epoch, display
     only) refresh its listing. A write with neither creates the document. A
-    *forget* write removes the document and everything stored of it."""
+    *forget* write removes the document and everything stored of it. ``text``
+    (the document's whole text) replaces what the search index holds of it:
+    derived data, refreshed now and then, never needed to load a document."""
 
     name: str
     update: bytes | None = None
     length: int | None = None
     at: float = 0.0
     forget: bool = False
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,26 @@ class Store(Protocol):
     def compact(self, name: str) -> None:
         """Replace the document's snapshot and log by one verified snapshot."""
 
+    def search(self, text: str) -> list[str]:
+        """The documents whose indexed text contains *text*, as literal
+        text, ignoring case; *text* of fewer than SEARCH_MIN_CHARS
+        characters matches nothing."""
+
+    def indexed(self) -> dict[str, int]:
+        """Every document the search index holds, with the
+        :func:`text_fingerprint` of the text it holds."""
+
     def close(self) -> None: ...
+
+
+# The shortest text searched for inside documents (the index is made of
+# trigrams; one or two characters would match nearly every document).
+SEARCH_MIN_CHARS = 3
+
+
+def text_fingerprint(text: str) -> int:
+    """What the search index keeps to tell that a text changed."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) ^ (len(text) << 32)
 
 
 @dataclass(slots=True)
@@ -76,6 +99,8 @@ class MemoryStore:
         self._docs: dict[str, _MemoryDoc] = {}
         self._seq = 0
         self._last_batch: list[tuple[str, int]] = []
+        self._texts: dict[str, str] = {}  # the search index: name -> text, folded
+        self._fingerprints: dict[str, int] = {}
         self.closed = False
 
     def documents(self) -> list[DocumentInfo]:
@@ -94,7 +119,12 @@ class MemoryStore:
         for w in batch:
             if w.forget:
                 self._docs.pop(w.name, None)
+                self._texts.pop(w.name, None)
+                self._fingerprints.pop(w.name, None)
                 continue
+            if w.text is not None:
+                self._texts[w.name] = w.text.casefold()
+                self._fingerprints[w.name] = text_fingerprint(w.text)
             doc = self._docs.get(w.name)
             if doc is None:
                 doc = self._docs[w.name] = _MemoryDoc(DocumentInfo(w.name, 0, w.at, w.at))
@@ -117,6 +147,15 @@ class MemoryStore:
         snapshot = merge_log(name, self.load(name))
         doc.snapshot = snapshot
         doc.log = []
+
+    def search(self, text: str) -> list[str]:
+        if len(text) < SEARCH_MIN_CHARS:
+            return []
+        folded = text.casefold()
+        return sorted(name for name, indexed in self._texts.items() if folded in indexed)
+
+    def indexed(self) -> dict[str, int]:
+        return dict(self._fingerprints)
 
     def tear_last_write(self) -> None:
         """Forget the last batch, as a crash in the middle of it would."""

@@ -4,7 +4,14 @@ Schema (``PRAGMA user_version`` = 1):
 
 * ``documents(name, length, created_at, updated_at)`` — the listing;
 * ``updates(seq, name, data, crc)`` — the log; ``seq`` orders it;
-* ``snapshots(name, data, crc, through_seq)`` — replaces log rows ``<= through_seq``.
+* ``snapshots(name, data, crc, through_seq)`` — replaces log rows ``<= through_seq``;
+* ``search_docs(id, name, fingerprint)`` and ``search(text)`` — the search
+  index: an FTS5 table with the trigram tokenizer (any run of three or more
+  characters matches, ignoring case), its rowid the ``search_docs`` id.
+  Derived data: written in the same transactions as the rest, checked
+  against each document's text when the peer starts and rewritten where it
+  differs, so a crash or an older Meshpad that did not keep it leaves it
+  stale only until the next start. Searching never loads a document.
 
 WAL mode with ``synchronous=FULL``: a committed batch survives a process kill
 and a power cut; a write torn by a crash is discarded whole by SQLite's WAL
@@ -23,7 +30,7 @@ from typing import Any
 
 from crdt.compaction import merge_log
 from crdt.errors import StoreCorrupt, StoreError
-from crdt.store import COMPACT_AFTER_UPDATES, DocumentInfo, Write
+from crdt.store import COMPACT_AFTER_UPDATES, SEARCH_MIN_CHARS, DocumentInfo, Write, text_fingerprint
 
 DB_FILE = "meshpad.sqlite3"
 SCHEMA_VERSION = 1
@@ -48,7 +55,20 @@ CREATE TABLE IF NOT EXISTS snapshots (
     crc INTEGER NOT NULL,
     through_seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS search_docs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    fingerprint INTEGER NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(text, tokenize = 'trigram');
 """
+
+
+def fts_phrase(text: str) -> str:
+    """*text* as one FTS5 string: literal, whatever it holds (quotes,
+    operators, column filters, stars), matched as a substring by the
+    trigram tokenizer."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 class SQLiteStore:
@@ -70,6 +90,12 @@ class SQLiteStore:
                 raise StoreCorrupt(f"{self.path}: database is corrupt: {check}")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            with self._transaction():  # what the index holds of documents no longer stored
+                self._db.execute(
+                    "DELETE FROM search WHERE rowid IN"
+                    " (SELECT id FROM search_docs WHERE name NOT IN (SELECT name FROM documents))"
+                )
+                self._db.execute("DELETE FROM search_docs WHERE name NOT IN (SELECT name FROM documents)")
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"{self.path}: cannot open the database: {exc}") from exc
         self._log_sizes: dict[str, int] = dict(
@@ -102,7 +128,10 @@ class SQLiteStore:
                     if w.forget:
                         for table in ("updates", "snapshots", "documents"):
                             self._db.execute(f"DELETE FROM {table} WHERE name = ?", (w.name,))
+                        self._unindex(w.name)
                         continue
+                    if w.text is not None:
+                        self._index(w.name, w.text)
                     self._db.execute(
                         "INSERT OR IGNORE INTO documents (name, length, created_at, updated_at) VALUES (?, 0, ?, ?)",
                         (w.name, w.at, w.at),
@@ -148,10 +177,39 @@ class SQLiteStore:
             raise StoreError(f"{self.path}: compaction of {name!r} failed: {exc}") from exc
         self._log_sizes[name] = self._db.execute("SELECT COUNT(*) FROM updates WHERE name = ?", (name,)).fetchone()[0]
 
+    def search(self, text: str) -> list[str]:
+        text = text.replace("\x00", "")
+        if len(text) < SEARCH_MIN_CHARS:
+            return []
+        rows = self._query(
+            "SELECT d.name FROM search JOIN search_docs AS d ON d.id = search.rowid WHERE search MATCH ?",
+            (fts_phrase(text),),
+        )
+        return sorted(row[0] for row in rows)
+
+    def indexed(self) -> dict[str, int]:
+        return dict(self._query("SELECT name, fingerprint FROM search_docs"))
+
     def close(self) -> None:
         self._db.close()
 
     # -- helpers ---------------------------------------------------------------
+
+    def _index(self, name: str, text: str) -> None:
+        row = self._db.execute("SELECT id FROM search_docs WHERE name = ?", (name,)).fetchone()
+        fingerprint = text_fingerprint(text)
+        if row is None:
+            cursor = self._db.execute("INSERT INTO search_docs (name, fingerprint) VALUES (?, ?)", (name, fingerprint))
+            self._db.execute("INSERT INTO search (rowid, text) VALUES (?, ?)", (cursor.lastrowid, text))
+        else:
+            self._db.execute("UPDATE search_docs SET fingerprint = ? WHERE id = ?", (fingerprint, row[0]))
+            self._db.execute("UPDATE search SET text = ? WHERE rowid = ?", (text, row[0]))
+
+    def _unindex(self, name: str) -> None:
+        row = self._db.execute("SELECT id FROM search_docs WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            self._db.execute("DELETE FROM search WHERE rowid = ?", (row[0],))
+            self._db.execute("DELETE FROM search_docs WHERE id = ?", (row[0],))
 
     def _checked(self, name: str, data: bytes, crc: int, what: str) -> bytes:
         if zlib.crc32(data) != crc:
