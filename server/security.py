@@ -111,6 +111,13 @@ def guard(token: str) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/peer":
             return await handler(request)
+        try:
+            return await checked(request, handler)
+        except web.HTTPException as exc:  # a refusal or a redirect is an answer over HTTPS too
+            _hsts(request, exc)
+            raise
+
+    async def checked(request: web.Request, handler: Handler) -> web.StreamResponse:
         upgrade = request.headers.get("Upgrade", "").strip().lower() == "websocket"
         if is_loopback(request.remote):
             if not _host_is_loopback_name(request.host):
@@ -144,7 +151,11 @@ def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.secure and _host_name(request.host) not in _LOOPBACK_NAMES:
+    _hsts(request, response)
+
+
+def _hsts(request: web.Request, response: web.StreamResponse) -> None:
+    if request.secure and not response.prepared and _host_name(request.host) not in _LOOPBACK_NAMES:
         # Not for localhost: HSTS holds for every port of a host name, so it
         # would force the person's other local servers onto HTTPS too
         # (browsers ignore it for an IP address such as 127.0.0.1).
