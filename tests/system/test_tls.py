@@ -7,6 +7,7 @@ network address."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import http.client
 import ipaddress
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -88,6 +90,13 @@ def text_of(peer: Peer, name: str) -> str | None:
     return peer.get(f"/api/docs/{name}")["text"]
 
 
+async def first_ws_frame(url: str) -> bytes:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, ssl=UNVERIFIED) as ws:
+        msg = await ws.receive(timeout=10)
+        assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        return bytes(msg.data)
+
+
 @pytest.fixture
 def certificate(tmp_path) -> tuple[Path, Path]:
     return make_certificate(tmp_path)
@@ -137,6 +146,10 @@ def test_https_peer_serves_everything_and_replicates_with_plain_and_tls_peers(tm
         # HSTS holds for every port of a host name: not sent for localhost (browsers ignore it for an IP).
         status, headers, _ = https_get(a.port, "/", host="localhost")
         assert status == 200 and "strict-transport-security" not in headers
+
+        # The editor's WebSocket is wss:// (its first frame: the y-websocket sync step 1).
+        first = asyncio.run(first_ws_frame(f"wss://127.0.0.1:{a.port}/ws/over-tls"))
+        assert first[:2] == b"\x00\x00", first
 
         # Plain HTTP to the same port gets nothing.
         with pytest.raises((OSError, http.client.HTTPException)):
