@@ -6,7 +6,7 @@
 Every row names the reference it is compared with, measured in the same run
 (shared machines drift; ratios hold). Needs node and npm for the reference
 server and the trace encoder (installed from bench/node/package.json and its
-lockfile on first use).
+lockfile on first use), and Debian's chromium for the browser rows.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import pycrdt
+from browser import rows_browser
 from catchup import row_catchup
 from common import (
     NODE_DIR,
@@ -360,6 +361,7 @@ def main() -> int:
         rows.append(row_cold_start(work, 2000 if quick else 10_000))
         rows += rows_life(work, quick)
         rows += rows_history(updates, work)
+        rows += rows_browser(work, quick, keystroke)
     out = table(rows)
     print(out, flush=True)
     if not quick:
