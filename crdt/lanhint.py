@@ -15,7 +15,9 @@ network key: an announcement of another network (or a forged one) fails and
 is ignored, so a peer of another network never even dials. An outsider can
 only replay an announcement it saw (the port and id as they were) from an
 address of its choice; a member then dials that address once per nonce, and
-the Noise handshake there refuses anyone without the key.
+the Noise handshake there refuses anyone without the key. Announcements are
+tracked by peer id and address, so a replay from elsewhere does not stop the
+member's real address from being dialled.
 
 :class:`Finder` decides what to do with each announcement heard: ignore it
 (and why), or dial an address. Everything that comes from the network is
@@ -50,8 +52,8 @@ MAX_TXT_KEYS = 8
 MAX_ADDRESSES = 8  # addresses of one announcement considered
 
 # What a Finder tracks and how often it acts on it.
-MAX_TRACKED = 64  # announcements (by peer id) remembered; the oldest goes first
-REDIAL_AFTER = 30.0  # seconds before the same peer id is dialled again from an announcement
+MAX_TRACKED = 256  # announcers (peer id and address) remembered; the oldest goes first
+REDIAL_AFTER = 30.0  # seconds before the same peer at the same address is dialled again from an announcement
 DIALS_PER_MINUTE = 20  # dials started from announcements, all peers together
 
 
@@ -166,7 +168,7 @@ class Finder:
     def __init__(self, key: bytes, own_id: bytes) -> None:
         self._key = key
         self._own_id = own_id
-        self._tracked: OrderedDict[bytes, _Tracked] = OrderedDict()
+        self._tracked: OrderedDict[tuple[bytes, str], _Tracked] = OrderedDict()
         self._dials: deque[float] = deque()
         self.ignored: dict[str, int] = {}
         self.found = 0
@@ -194,12 +196,19 @@ class Finder:
         if hint.peer_id == self._own_id:
             return self._ignore(OWN)
         self.last = hint
-        tracked = self._tracked.get(hint.peer_id)
+        address = dial_address(addresses, hint.port)
+        if address is None:
+            return self._ignore(NO_ADDRESS)
+        # Tracked by peer id *and* address: an outsider replaying a member's
+        # announcement from its own address cannot keep the member's real
+        # address from being dialled.
+        where = (hint.peer_id, address)
+        tracked = self._tracked.get(where)
         if tracked is None:
-            tracked = self._tracked[hint.peer_id] = _Tracked(deque(maxlen=4))
+            tracked = self._tracked[where] = _Tracked(deque(maxlen=4))
             while len(self._tracked) > MAX_TRACKED:
                 self._tracked.popitem(last=False)
-        self._tracked.move_to_end(hint.peer_id)
+        self._tracked.move_to_end(where)
         if hint.nonce in tracked.nonces:
             return self._ignore(REPLAYED)
         tracked.nonces.append(hint.nonce)
@@ -207,9 +216,6 @@ class Finder:
             return self._ignore(CONNECTED)
         if tracked.dialled_at is not None and now - tracked.dialled_at < REDIAL_AFTER:
             return self._ignore(RECENT)
-        address = dial_address(addresses, hint.port)
-        if address is None:
-            return self._ignore(NO_ADDRESS)
         while self._dials and now - self._dials[0] >= 60.0:
             self._dials.popleft()
         if len(self._dials) >= DIALS_PER_MINUTE:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from zeroconf import Error as ZeroconfError
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -42,6 +43,8 @@ ANNOUNCE_EVERY = 60.0  # seconds between announcements, each with a new nonce
 RESOLVE_TIMEOUT_MS = 3000
 RESOLVING = 4  # announcements resolved at once; more wait for the next time they are heard
 LOG_EVERY = 60.0  # an ignored announcement is logged at most this often per reason
+# Reasons to ignore an announcement that a person may want to know of (the others are routine).
+NOTEWORTHY = (lanhint.OTHER_NETWORK, lanhint.MALFORMED, lanhint.NO_ADDRESS, lanhint.RATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +197,13 @@ class Discovery:
         try:
             if self._zc is None:
                 return
-            info = AsyncServiceInfo(service_type, name)
-            if not await info.async_request(self._zc.zeroconf, RESOLVE_TIMEOUT_MS):
+            try:
+                info = AsyncServiceInfo(service_type, name)
+                if not await info.async_request(self._zc.zeroconf, RESOLVE_TIMEOUT_MS):
+                    return
+            except (ZeroconfError, ValueError) as exc:  # a name or record zeroconf cannot take
+                self.finder.ignored[lanhint.MALFORMED] = self.finder.ignored.get(lanhint.MALFORMED, 0) + 1
+                log.debug("cannot resolve the LAN announcement %r: %s", name, exc)
                 return
             self.heard(info)
         finally:
@@ -221,10 +229,7 @@ class Discovery:
         if decision in (lanhint.CONNECTED, lanhint.REPLAYED, lanhint.RECENT) and self.finder.last is not None:
             self.runtime.found_on_lan(self.finder.last.peer_id, None)  # a member on the LAN: marked, not dialled
         now = self.runtime.now()
-        if (
-            decision not in (lanhint.OWN, lanhint.REPLAYED)
-            and now - self._logged.get(decision, -LOG_EVERY) >= LOG_EVERY
-        ):
+        if decision in NOTEWORTHY and now - self._logged.get(decision, -LOG_EVERY) >= LOG_EVERY:
             self._logged[decision] = now
             where = ", ".join(info.parsed_addresses()[: lanhint.MAX_ADDRESSES]) or "no address"
             log.info("ignored a LAN announcement from %s: %s", where, decision)

@@ -82,8 +82,12 @@ def test_a_finder_dials_a_member_once_and_ignores_the_rest():
     raw, size = announced()
     found = finder.heard(raw, size, PORT, ["10.1.2.3"], connected=(), now=0.0)
     assert found == lanhint.Found(PEER, "10.1.2.3:7400")
-    # The same announcement again (or replayed by anyone, from anywhere): no new dial.
-    assert finder.heard(raw, size, PORT, ["10.6.6.6"], (), 1.0) == lanhint.REPLAYED
+    # The same announcement heard again from the same address: no new dial.
+    assert finder.heard(raw, size, PORT, ["10.1.2.3"], (), 1.0) == lanhint.REPLAYED
+    # Replayed by an outsider from its own address: dialled once there (the
+    # handshake refuses it), and again only with a nonce not seen there.
+    assert finder.heard(raw, size, PORT, ["10.6.6.6"], (), 1.0) == lanhint.Found(PEER, "10.6.6.6:7400")
+    assert finder.heard(raw, size, PORT, ["10.6.6.6"], (), 1.5) == lanhint.REPLAYED
     # A fresh announcement soon after: dialled already.
     raw2, size2 = announced()
     assert finder.heard(raw2, size2, PORT, ["10.1.2.3"], (), 2.0) == lanhint.RECENT
@@ -103,9 +107,9 @@ def test_a_finder_dials_a_member_once_and_ignores_the_rest():
     assert finder.heard(bad, bad_size, PORT, ["10.1.2.9"], (), 501.0) == lanhint.MALFORMED
     far, far_size = announced(peer=b"\x0a" * 16)
     assert finder.heard(far, far_size, PORT, ["127.0.0.1", "224.0.0.251", "0.0.0.0"], (), 501.0) == lanhint.NO_ADDRESS
-    assert finder.found == 2
+    assert finder.found == 3
     assert finder.ignored == {
-        lanhint.REPLAYED: 1, lanhint.RECENT: 1, lanhint.CONNECTED: 1, lanhint.OWN: 1,
+        lanhint.REPLAYED: 2, lanhint.RECENT: 1, lanhint.CONNECTED: 1, lanhint.OWN: 1,
         lanhint.OTHER_NETWORK: 1, lanhint.MALFORMED: 1, lanhint.NO_ADDRESS: 1,
     }  # fmt: skip
 

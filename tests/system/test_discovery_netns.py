@@ -7,6 +7,10 @@ them). Multicast is on on every link and routed out of it, as on a LAN.
   find each other through mDNS, connect, and mark each other as found on the
   LAN; a peer of network Y hears both announcements and ignores them (it
   never dials), and they ignore its own.
+* An outsider replays a member's announcement pointing at another address
+  (where a peer of Y listens) and announces garbage: the member's real
+  address is still dialled, the replayed one fails the Noise handshake, the
+  garbage is counted as malformed.
 * A peer with discovery turned off opens no mDNS socket and is never heard.
 
 Needs root and iproute2, which CI has (it runs as root)."""
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -160,3 +165,67 @@ def test_a_peer_with_discovery_off_announces_nothing(lan):
     assert x2.discovery["others_heard"] == 1 and y.discovery["others_heard"] == 1
     assert x2.discovery["dialled"] == 0 and y.discovery["dialled"] == 0
     assert x2.peers == [] and x1.peers == []
+
+
+# Run in the outsider's namespace: find the announcement of the peer id
+# argv[2], announce it again from this host (argv[1]) under another name, and
+# announce garbage; print "ready", then hold them until stdin closes.
+OUTSIDER = """
+import sys, time
+from zeroconf import ServiceBrowser, ServiceInfo, Zeroconf
+ip, wanted = sys.argv[1], sys.argv[2]
+kind = "_meshpad._tcp.local."
+zc = Zeroconf(interfaces=[ip])
+names = set()
+ServiceBrowser(zc, kind, handlers=[lambda zeroconf, service_type, name, state_change: names.add(name)])
+deadline, seen = time.monotonic() + 30, None
+while seen is None and time.monotonic() < deadline:
+    for name in list(names):
+        info = zc.get_service_info(kind, name, timeout=1000)
+        if info is not None and info.properties.get(b"id") == wanted.encode():
+            seen = info
+    time.sleep(0.1)
+assert seen is not None, "no announcement of " + wanted
+zc.register_service(ServiceInfo(kind, "replay." + kind, port=seen.port, properties=seen.properties,
+                                server="replay.local.", parsed_addresses=[ip]))
+junk = {f"k{i}": "x" * 60 for i in range(12)}
+zc.register_service(ServiceInfo(kind, "junk." + kind, port=7400, properties=junk, server="junk.local.",
+                                parsed_addresses=[ip]))
+print("ready", flush=True)
+sys.stdin.read()
+zc.close()
+"""
+
+
+def test_a_replayed_announcement_only_leads_to_a_refused_handshake(lan):
+    x1, x2, y = lan
+    x1.start_and_wait(KEY_X)
+    y.start_and_wait(KEY_Y)
+    x1_id = x1.discovery["peer_id"]
+    outsider = subprocess.Popen(
+        [*inside(y.ns), sys.executable, "-c", OUTSIDER, y.ip, x1_id],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert outsider.stdout is not None and outsider.stdout.readline().strip() == "ready"
+        x2.start_and_wait(KEY_X)
+        wait_for_blocking(lambda: x1_id in connected_ids(x2), timeout=40, what=lambda: f"x2 to find x1: {x2.peers}")
+
+        def refused() -> dict:
+            rows = [r for r in x2.peers if r["address"] == y.address]
+            return rows[0] if rows and "wrong network key" in (rows[0]["error"] or "") else {}
+
+        row = wait_for_blocking(refused, timeout=40, what=lambda: f"x2's dial of the replay refused: {x2.peers}")
+        assert row["state"] != "connected" and row["id"] is None
+        wait_for_blocking(
+            lambda: x2.discovery["ignored"].get("malformed", 0) >= 1,
+            what=lambda: f"x2 to refuse the junk announcement: {x2.discovery}",
+        )
+        assert y.peers == []  # the replay's target learnt nothing of X and holds no link
+        assert "handshake refused" in y.log_text()
+    finally:
+        try:
+            outsider.communicate(input="", timeout=15)
+        except subprocess.TimeoutExpired:
+            outsider.kill()
+            outsider.wait()
