@@ -68,7 +68,11 @@ const continued = StateField.define({
   update (value, tr) {
     for (const effect of tr.effects) if (effect.is(setContinued)) return effect.value
     if (value === null || !tr.docChanged) return value
-    return { from: tr.changes.mapPos(value.from, -1), text: value.text }
+    // Kept while the line is the inserted marker and the start of another.
+    const from = tr.changes.mapPos(value.from, -1)
+    const line = tr.state.doc.lineAt(from)
+    if (line.from !== from || !line.text.startsWith(value.text)) return null
+    return /^[-*+]?$|^\d{1,9}[.)]?$/.test(line.text.slice(value.text.length)) ? { from, text: value.text } : null
   }
 })
 
@@ -185,11 +189,7 @@ export { toggleLink as link }
 // What the editor adds for Markdown.
 export function markdownEditing () {
   return [
-    markdown({ base: markdownLanguage, codeLanguages }),
-    syntaxHighlighting(markdownStyle),
-    syntaxHighlighting(classHighlighter),
-    continued,
-    noDoubledMarker,
+    // Before markdown(), whose own keymap (Enter too) has the same precedence.
     Prec.high(keymap.of([
       { key: 'Enter', run: continueList },
       { key: 'Mod-b', run: bold, preventDefault: true },
@@ -197,6 +197,11 @@ export function markdownEditing () {
       { key: 'Mod-k', run: toggleLink, preventDefault: true },
       { key: 'Mod-e', run: inlineCode, preventDefault: true },
       { key: 'Mod-`', run: inlineCode, preventDefault: true }
-    ]))
+    ])),
+    markdown({ base: markdownLanguage, codeLanguages }),
+    syntaxHighlighting(markdownStyle),
+    syntaxHighlighting(classHighlighter),
+    continued,
+    noDoubledMarker
   ]
 }
