@@ -30,6 +30,7 @@ import argparse
 import ast
 import asyncio
 import gzip
+import os
 import random
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, Row, exists, get_json, not_measured, percentile, post_json, prose, table, wait_sync
+from measure import MachineLoad
 from processes import Peer
 
 BASE_REV = "ab6d57388f00d40a56b4dad16fb099c3616cfe34"  # before issue 14
@@ -107,6 +109,13 @@ def rows_bundle() -> list[Row]:
             )
         )
     return rows
+
+
+def busy(load: MachineLoad) -> str:
+    return (
+        f"the machine's {os.cpu_count()} cores were {load.busy:.0%} busy (other programs included; "
+        f"load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 # -- the browser -------------------------------------------------------------------------
@@ -191,9 +200,10 @@ async def _paint_rows(peer: Peer, loads: int) -> Row:
         try:
             await _first_paint(browser, f"{peer.url}/doc/empty", "")  # warm the peer's caches
             await _first_paint(browser, f"{peer.url}/doc/big", text)
-            for _ in range(loads):
-                big.append(await _first_paint(browser, f"{peer.url}/doc/big", text))
-                empty.append(await _first_paint(browser, f"{peer.url}/doc/empty", ""))
+            with MachineLoad([]) as load:
+                for _ in range(loads):
+                    big.append(await _first_paint(browser, f"{peer.url}/doc/big", text))
+                    empty.append(await _first_paint(browser, f"{peer.url}/doc/empty", ""))
         finally:
             await browser.close()
 
@@ -204,7 +214,8 @@ async def _paint_rows(peer: Peer, loads: int) -> Row:
     return Row(
         f"first paint of a 100 KB document ({loads} loads, fresh context each)",
         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms from navigation start (p50: scripts loaded and run, "
-        f"DOMContentLoaded, at {p(big, 'dcl', 50):.0f} ms; the editor's first frame at {p(big, 'editor', 50):.0f} ms)",
+        f"DOMContentLoaded, at {p(big, 'dcl', 50):.0f} ms; the editor's first frame at {p(big, 'editor', 50):.0f} ms); "
+        f"{busy(load)}",
         f"the same page with an empty document: p50 {p(empty, 'shown', 50):.0f} ms, p99 {p(empty, 'shown', 99):.0f} ms "
         f"(DOMContentLoaded p50 {p(empty, 'dcl', 50):.0f} ms)",
         "p99 ≤ 300 ms",
@@ -299,7 +310,7 @@ async def _open_editor(browser, url: str):
     return page
 
 
-async def _browser_keystrokes(a: Peer, b: Peer, count: int) -> tuple[dict[str, list[float]], float, float]:
+async def _browser_keystrokes(a: Peer, b: Peer, count: int) -> tuple[dict[str, list[float]], float, float, MachineLoad]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -310,9 +321,10 @@ async def _browser_keystrokes(a: Peer, b: Peer, count: int) -> tuple[dict[str, l
             await pa.click(".cm-content")
             await pa.evaluate(SENDER)
             await pb.evaluate(RECEIVER)
-            for k in range(count):
-                await pa.keyboard.type("k" if k % 8 else " ")
-                await asyncio.wait_for(pb.evaluate(WAIT_PAINTED, k), 10)
+            with MachineLoad([]) as load:
+                for k in range(count):
+                    await pa.keyboard.type("k" if k % 8 else " ")
+                    await asyncio.wait_for(pb.evaluate(WAIT_PAINTED, k), 10)
             sent = await pa.evaluate("window.__sent")
             applied = await pa.evaluate("window.__applied")
             arrived = await pb.evaluate("window.__arrived")
@@ -330,7 +342,7 @@ async def _browser_keystrokes(a: Peer, b: Peer, count: int) -> tuple[dict[str, l
         "wire": [r - a for a, r in zip(applied, arrived, strict=True)],
         "paint": [p - r for r, p in zip(arrived, painted, strict=True)],
     }
-    return steps, offset_b - offset_a, (rtt_a + rtt_b) / 2
+    return steps, offset_b - offset_a, (rtt_a + rtt_b) / 2, load
 
 
 def row_browser_to_browser(work: Path, count: int, reference: str) -> Row:
@@ -342,7 +354,7 @@ def row_browser_to_browser(work: Path, count: int, reference: str) -> Row:
         wait_sync(lambda: any(r["state"] == "connected" for r in get_json(f"{b.url}/api/peers")), 20)  # type: ignore[index, union-attr]
         post_json(f"{a.url}/api/docs", {"name": "b2b"})
         wait_sync(lambda: exists(b, "b2b"), 20)
-        steps, skew, uncertainty = asyncio.run(_browser_keystrokes(a, b, count))
+        steps, skew, uncertainty, load = asyncio.run(_browser_keystrokes(a, b, count))
     except (OSError, AssertionError, TimeoutError, ImportError) as exc:
         return Row(name, f"failed: {exc!r}", reference, target, False)
     finally:
@@ -357,7 +369,8 @@ def row_browser_to_browser(work: Path, count: int, reference: str) -> Row:
         name,
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, keydown in A to the end of B's frame that paints it "
         f"(p50 / p99 of its parts: keydown to A's Yjs text {part('input')} ms, to B's Yjs text {part('wire')} ms, "
-        f"to B's painted frame {part('paint')} ms; the two pages' clocks differ by {skew:+.2f} ms ± {uncertainty:.2f})",
+        f"to B's painted frame {part('paint')} ms; the two pages' clocks differ by {skew:+.2f} ms "
+        f"± {uncertainty:.2f}); {busy(load)}",
         reference,
         target,
         p99 <= 30,
