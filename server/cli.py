@@ -185,6 +185,8 @@ def _serve(args: argparse.Namespace) -> int:
         tls = settings.tls_context()
     except SettingError as exc:
         _fail(str(exc))
+    if settings.tls_cert is not None:
+        _warn_of_expiry(settings.tls_cert)
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         _fail(f"--data-dir {settings.data_dir}: not a directory")
     sock = _listen(settings.host, settings.port)
@@ -212,6 +214,25 @@ def _serve(args: argparse.Namespace) -> int:
         return _run(settings, sock, lock, tls)
     finally:
         lock.release()
+
+
+EXPIRY_WARNING_DAYS = 14
+
+
+def _warn_of_expiry(cert: Path) -> None:
+    """A certificate past its date (or close to it) still starts the peer,
+    but browsers refuse it: say so now rather than in every browser."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+
+    until = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
+    days = (until - datetime.now(UTC)).days
+    if days < EXPIRY_WARNING_DAYS:
+        when = until.strftime("%Y-%m-%d %H:%M UTC")
+        state = f"expired on {when}" if days < 0 else f"expires on {when}"
+        print(f"meshpad: warning: the certificate {cert} {state}: browsers refuse an expired certificate; "
+              "renew it and restart the peer", file=sys.stderr)  # fmt: skip
 
 
 def _run(settings: Settings, sock: socket.socket, lock: Any, tls: ssl.SSLContext | None = None) -> int:

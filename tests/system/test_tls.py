@@ -34,8 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"MESHPAD_DISCOVERY": "off"}  # no mDNS from the test machine's interfaces
 
 
-def make_certificate(directory: Path, name: str = "cert", ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
-    """A self-signed certificate for *ips* and localhost, and its key."""
+def make_certificate(
+    directory: Path, name: str = "cert", ips: tuple[str, ...] = ("127.0.0.1",), days: float = 90
+) -> tuple[Path, Path]:
+    """A self-signed certificate for *ips* and localhost, valid for *days*
+    more days (negative: expired), and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshpad test")])
     now = datetime.datetime.now(datetime.UTC)
@@ -46,8 +49,8 @@ def make_certificate(directory: Path, name: str = "cert", ips: tuple[str, ...] =
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
+        .not_valid_before(now - datetime.timedelta(days=max(1, -days + 1)))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -126,6 +129,22 @@ def test_bad_certificate_files_are_refused_before_anything_is_made(tmp_path, cer
     )
     refused(meshpad(*serve, "--tls-cert", str(cert), "--tls-key", str(locked)), "passphrase")
     assert not data.exists()
+
+
+def test_a_certificate_that_expires_soon_or_has_expired_is_named_at_start(tmp_path):
+    for days, words in ((3, "expires on"), (-1, "expired on")):
+        cert, key = make_certificate(tmp_path, f"cert{days}", days=days)
+        peer = Peer(tmp_path / f"p{days}", args=["--tls-cert", str(cert), "--tls-key", str(key)], env=QUIET).start()
+        try:
+            assert f"warning: the certificate {cert} {words}" in peer.log() and "renew it" in peer.log()
+        finally:
+            peer.stop()
+    cert, key = make_certificate(tmp_path, "fresh", days=60)
+    peer = Peer(tmp_path / "fresh", args=["--tls-cert", str(cert), "--tls-key", str(key)], env=QUIET).start()
+    try:
+        assert "warning: the certificate" not in peer.log()
+    finally:
+        peer.stop()
 
 
 def test_https_peer_serves_everything_and_replicates_with_plain_and_tls_peers(tmp_path, certificate):
