@@ -300,6 +300,7 @@ def _scheme(settings: Settings) -> str:
 
 
 def _ready_message(app: web.Application, settings: Settings, local: str) -> str:
+    from server.discovery import DISCOVERY
     from server.keys import BROWSER_TOKEN
 
     lines = [f"Meshpad peer: open {local}/ (data in {settings.data_dir})"]
@@ -323,6 +324,15 @@ def _ready_message(app: web.Application, settings: Settings, local: str) -> str:
                 "keep --host 127.0.0.1 and reach the editor through an SSH tunnel "
                 "(ssh -L 7400:127.0.0.1:7400 this-host). Links between peers are encrypted either way."
             )
+    lan = app[DISCOVERY].where
+    if not addresses.is_loopback_host(settings.host):
+        if lan.off is None:
+            lines.append(
+                f"Peers of this network on the local network find this one through mDNS ({', '.join(lan.interfaces)}"
+                f"{'; looking only, not announcing' if not lan.announce else ''}); --no-discovery turns it off."
+            )
+        else:
+            lines.append(f"Finding peers on the local network: off ({lan.off}).")
     if reach.warning and not addresses.is_loopback_host(settings.host):
         lines.append(f"Note: {reach.warning}.")
     return "\n".join(lines)

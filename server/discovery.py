@@ -63,7 +63,7 @@ def plan(enabled: bool, host: str, advertise: str | None, machine: list[str] | N
     """How discovery runs for a peer listening on *host* (*machine*: this
     machine's addresses, found when needed and not given)."""
     if not enabled:
-        return Plan(off="turned off (--no-discovery)")
+        return Plan(off="--no-discovery or MESHPAD_DISCOVERY=0")
     if addresses.is_loopback_host(host):
         return Plan(off=f"this peer listens on {host} only, which nobody on the network can reach")
     announce = not (advertise is not None and advertise.lower() == "none")
@@ -111,7 +111,7 @@ class Discovery:
         """Open the mDNS sockets, start browsing and announcing. Returns at
         once (announcing probes for a second or so in the background)."""
         if self.where.off is not None:
-            log.info("finding peers on the local network is off: %s", self.where.off)
+            log.debug("finding peers on the local network is off: %s", self.where.off)  # said at start
             return
         try:
             self._zc = AsyncZeroconf(interfaces=list(self.where.interfaces), ip_version=self.where.ip_version)
@@ -124,7 +124,7 @@ class Discovery:
         self.status = Status("on" if self.where.announce else "browsing", None, list(self.where.interfaces))
         if self.where.announce:
             self._spawn(self._announce())
-        log.info(
+        log.debug(
             "finding peers on the local network (%s) on %s",
             "announcing this peer" if self.where.announce else "not announcing: --advertise none",
             ", ".join(self.where.interfaces),

@@ -77,6 +77,10 @@ class Peer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.setdefault("MESHPAD_NETWORK_KEY", TEST_NETWORK_KEY)
+        # A peer bound to 0.0.0.0 on this machine must not announce itself on
+        # its real network, nor find the other tests' peers (LAN discovery is
+        # tested inside network namespaces, tests/system/test_discovery_netns.py).
+        env.setdefault("MESHPAD_DISCOVERY", "0")
         env.update(self.env)
         self.proc = subprocess.Popen(
             [

@@ -109,6 +109,7 @@ def test_members_find_each_other_and_another_network_ignores_them(lan):
     ids = {h.index: h.discovery["peer_id"] for h in lan}
     for h in lan:
         assert h.discovery["state"] == "on" and h.discovery["interfaces"] == [h.ip], h.discovery
+        assert f"find this one through mDNS ({h.ip}); --no-discovery turns it off" in h.log_text()
 
     def both_found() -> bool:
         return ids[2] in connected_ids(x1) and ids[1] in connected_ids(x2)
@@ -146,6 +147,7 @@ def test_a_peer_with_discovery_off_announces_nothing(lan):
     x1, x2, y = lan
     x1.start_and_wait(KEY_X, "--no-discovery")
     assert x1.discovery["state"] == "off" and "--no-discovery" in x1.discovery["reason"]
+    assert "Finding peers on the local network: off (--no-discovery" in x1.log_text()
     y.start_and_wait(KEY_Y)
     x2.start_and_wait(KEY_X)
     # mDNS works on this LAN: x2 hears Y's announcement (started after x1's would have been).
