@@ -14,7 +14,8 @@ through Playwright), real ``meshpad serve`` processes.
   after the editor holds the whole text and shows its first lines, timed
   inside the page (``performance.now()``; a script added before the page's
   own, which the page's CSP does not govern, polls every frame); against the
-  same page with an empty document, measured alternately in the same run;
+  same page with an empty document, and the same document on a peer of the
+  code at ab6d573 (``git archive``), measured in turn in the same run;
 * browser to browser: a browser on each of two peers, the same document;
   a key typed in A is timestamped at keydown inside A and at the frame that
   paints it inside B (a MutationObserver on the editor, then the end of the
@@ -187,23 +188,39 @@ async def _first_paint(browser, url: str, text: str) -> dict[str, float]:
         await context.close()
 
 
-async def _paint_rows(peer: Peer, loads: int) -> Row:
+def old_peer(work: Path) -> Peer:
+    """A peer of the code at BASE_REV (``git archive``), before issue 14."""
+    tree = work / "base-tree"
+    if not tree.exists():
+        tree.mkdir()
+        archive = subprocess.run(["git", "archive", BASE_REV], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); from server.cli import main; "
+               "sys.exit(main())"]  # fmt: skip
+    return Peer(work / "paint-base", command=command)
+
+
+async def _paint_rows(peer: Peer, base: Peer, loads: int) -> Row:
     from playwright.async_api import async_playwright
 
     text = markdown(100_000, random.Random(100))
-    post_json(f"{peer.url}/api/docs", {"name": "big", "text": text})
-    post_json(f"{peer.url}/api/docs", {"name": "empty"})
+    for p in (peer, base):
+        post_json(f"{p.url}/api/docs", {"name": "big", "text": text})
+        post_json(f"{p.url}/api/docs", {"name": "empty"})
     big: list[dict[str, float]] = []
     empty: list[dict[str, float]] = []
+    before: list[dict[str, float]] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
         try:
-            await _first_paint(browser, f"{peer.url}/doc/empty", "")  # warm the peer's caches
-            await _first_paint(browser, f"{peer.url}/doc/big", text)
+            for p in (peer, base):  # warm the peers' caches
+                await _first_paint(browser, f"{p.url}/doc/empty", "")
+                await _first_paint(browser, f"{p.url}/doc/big", text)
             with MachineLoad([]) as load:
                 for _ in range(loads):
                     big.append(await _first_paint(browser, f"{peer.url}/doc/big", text))
                     empty.append(await _first_paint(browser, f"{peer.url}/doc/empty", ""))
+                    before.append(await _first_paint(browser, f"{base.url}/doc/big", text))
         finally:
             await browser.close()
 
@@ -217,7 +234,8 @@ async def _paint_rows(peer: Peer, loads: int) -> Row:
         f"DOMContentLoaded, at {p(big, 'dcl', 50):.0f} ms; the editor's first frame at {p(big, 'editor', 50):.0f} ms); "
         f"{busy(load)}",
         f"the same page with an empty document: p50 {p(empty, 'shown', 50):.0f} ms, p99 {p(empty, 'shown', 99):.0f} ms "
-        f"(DOMContentLoaded p50 {p(empty, 'dcl', 50):.0f} ms)",
+        f"(DOMContentLoaded p50 {p(empty, 'dcl', 50):.0f} ms); the 100 KB document on a peer of {BASE_REV[:7]} "
+        f"(before issue 14): p50 {p(before, 'shown', 50):.0f} ms, p99 {p(before, 'shown', 99):.0f} ms",
         "p99 ≤ 300 ms",
         p99 <= 300,
     )
@@ -225,15 +243,15 @@ async def _paint_rows(peer: Peer, loads: int) -> Row:
 
 def row_first_paint(work: Path, loads: int) -> Row:
     name = f"first paint of a 100 KB document ({loads} loads, fresh context each)"
+    peer, base = Peer(work / "paint"), old_peer(work)
     try:
-        peer = Peer(work / "paint").start()
-    except (OSError, AssertionError) as exc:
+        peer.start()
+        base.start()
+        return asyncio.run(_paint_rows(peer, base, loads))
+    except (OSError, AssertionError, ImportError, subprocess.CalledProcessError) as exc:
         return Row(name, f"failed: {exc}", "—", "p99 ≤ 300 ms", False)
-    try:
-        return asyncio.run(_paint_rows(peer, loads))
-    except (OSError, AssertionError, ImportError) as exc:
-        return not_measured(name, "p99 ≤ 300 ms", str(exc))
     finally:
+        base.stop()
         peer.stop()
 
 
