@@ -157,25 +157,40 @@ async def _listing(runtime: Runtime, query: ListQuery) -> tuple[list[DocumentInf
     documents match in all. Only the documents shown are read for a sort by
     name; a search inside texts asks the store's index (``server.catalog``
     rule 4), which loads nothing."""
-    names = runtime.names()
+    core = runtime.core
+    live = core.registry.live()  # name -> key
+    names = sorted(live)
     if query.q:
         folded = query.q.casefold()
         inside: set[str] = set()
         if len(query.q) >= SEARCH_MIN_CHARS:
-            inside = await runtime.documents.search(runtime.store, runtime.core.documents, query.q)
-        names = [n for n in names if folded in n.casefold() or runtime.key(n) in inside]
+            inside = await runtime.documents.search(runtime.store, core.documents, query.q)
+            live = core.registry.live()  # (the search awaited)
+        names = [n for n in names if n in live and (folded in n.casefold() or live[n] in inside)]
     total = len(names)
     end = None if query.limit is None else query.offset + query.limit
+
+    def info(name: str) -> DocumentInfo:  # runtime.info, the key known
+        found = runtime.documents.info(live[name], core.documents, core.recorders, core.history)
+        return DocumentInfo(name, found.length, found.created_at, found.updated_at)
+
     if query.sort == "name":
         if query.order == "desc":
             names.reverse()
-        return [runtime.info(n) for n in names[query.offset : end]], total
-    infos = [runtime.info(n) for n in names]
-    if query.sort == "size":
-        infos.sort(key=lambda i: (i.length, i.name), reverse=query.order == "desc")
-    else:
-        infos.sort(key=lambda i: (i.updated_at, i.name), reverse=query.order == "desc")
-    return infos[query.offset : end], total
+        return [info(n) for n in names[query.offset : end]], total
+    # Sorted on the stored rows (what info() gives for a document not in
+    # memory) without making an info for every row.
+    rows, loaded, size = runtime.documents.rows, core.documents, query.sort == "size"
+
+    def value(name: str) -> float:
+        key = live[name]
+        row = rows.get(key)
+        if row is None or key in loaded:
+            row = info(name)
+        return row.length if size else row.updated_at
+
+    ordered = sorted(((value(n), n) for n in names), reverse=query.order == "desc")
+    return [info(n) for _, n in ordered[query.offset : end]], total
 
 
 # (seconds up to which, unit, seconds in the unit): the same steps as
