@@ -99,7 +99,7 @@ class MemoryStore:
         self._docs: dict[str, _MemoryDoc] = {}
         self._seq = 0
         self._last_batch: list[tuple[str, int]] = []
-        self._texts: dict[str, str] = {}  # the search index: name -> text, folded
+        self._texts: dict[str, str] = {}  # the search index: name -> text, lower case
         self._fingerprints: dict[str, int] = {}
         self.closed = False
 
@@ -123,7 +123,7 @@ class MemoryStore:
                 self._fingerprints.pop(w.name, None)
                 continue
             if w.text is not None:
-                self._texts[w.name] = w.text.casefold()
+                self._texts[w.name] = w.text.lower()
                 self._fingerprints[w.name] = text_fingerprint(w.text)
             doc = self._docs.get(w.name)
             if doc is None:
@@ -151,8 +151,8 @@ class MemoryStore:
     def search(self, text: str) -> list[str]:
         if len(text) < SEARCH_MIN_CHARS:
             return []
-        folded = text.casefold()
-        return sorted(name for name, indexed in self._texts.items() if folded in indexed)
+        lowered = text.lower()  # as SQLite's trigram tokenizer folds case
+        return sorted(name for name, indexed in self._texts.items() if lowered in indexed)
 
     def indexed(self) -> dict[str, int]:
         return dict(self._fingerprints)

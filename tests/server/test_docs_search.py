@@ -279,3 +279,26 @@ async def test_the_index_follows_the_store_across_restarts(tmp_path, aiohttp_cli
     client = await aiohttp_client(create_app(settings))
     assert await names(client, q="marmalade") == ["kept"]
     assert await names(client, q="entirely") == []
+
+
+# -- the stores' index (crdt.store.Store.search) ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_stores_index(tmp_path, kind):
+    from crdt.store import MemoryStore, text_fingerprint
+
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path)
+    store.write([Write("a", text="Grüße aus KÖLN"), Write("b", text='say "x" OR y*'), Write("c", length=3)])
+    assert store.search("köln") == ["a"] and store.search("GRÜSSE") == [] and store.search("grüße") == ["a"]
+    assert store.search('"x" OR y*') == ["b"] and store.search("ko") == []  # under 3 characters: nothing
+    assert store.indexed() == {"a": text_fingerprint("Grüße aus KÖLN"), "b": text_fingerprint('say "x" OR y*')}
+    store.write([Write("a", text="something else")])  # replaced, not added to
+    assert store.search("köln") == [] and store.search("thing") == ["a"]
+    store.write([Write("a", forget=True)])
+    assert store.search("thing") == [] and set(store.indexed()) == {"b"}
+    store.close()
+    if kind == "sqlite":
+        store = SQLiteStore(tmp_path)  # kept across a reopen
+        assert store.search("OR y") == ["b"]
+        store.close()
