@@ -157,9 +157,9 @@ def _client_commands(commands: Any) -> None:
         "Import each FILE, and each .md, .markdown or .txt file directly inside each DIR, as a new document. "
         "The name is the file's name without its extension when that is a valid document name (so an export "
         "imports back as it was), else one made from it as the documents page does (`My Notes (v2).md` becomes "
-        "My-Notes-v2). A name that exists is skipped with a message: nothing is overwritten. A file that cannot "
-        "be imported (not UTF-8, over 8 MiB) is reported and the rest go on; the exit code is then 1. A "
-        "progress bar shows on standard error when it is a terminal.",
+        "My-Notes-v2). A name that exists, or that an earlier file takes, is skipped with a message: nothing "
+        "is overwritten. A file that cannot be imported (not UTF-8, over 8 MiB) is reported and the rest go on; "
+        "the exit code is then 1. A progress bar shows on standard error when it is a terminal.",
     )  # fmt: skip
     imp.add_argument("paths", metavar="DIR|FILE", type=Path, nargs="+", help="files, or directories of files")
 

@@ -20,6 +20,7 @@ import json
 import os
 import ssl
 import sys
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ EXIT_FAILED = 1  # the peer refused or failed, a file could not be read or writt
 EXIT_USAGE = 2  # a mistake in what was typed
 EXIT_NOT_RUNNING = 3  # no peer is running on the data dir
 IMPORTED_SUFFIXES = (".md", ".markdown", ".txt")  # what `meshpad import DIR` takes from a directory
+IMPORT_CONNECTIONS = 8  # requests `meshpad import` has in flight: the peer commits them together
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -263,6 +265,7 @@ def export(args: argparse.Namespace, data_dir: Path) -> int:
             exported.append({"name": name, "file": str(path), "length": len(doc["text"])})
             bar.update()
     peer.close()
+    os.sync()  # on disk before it says so (once: a flush per file would cost more than the export)
     if args.json:
         _json_out({"directory": str(directory), "exported": exported, "skipped": skipped})
     else:
@@ -276,8 +279,6 @@ def _write(path: Path, data: bytes, updated_at: object) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         if isinstance(updated_at, str):
             when = datetime.fromisoformat(updated_at.replace("Z", "+00:00")).timestamp()
             os.utime(tmp, (when, when))
@@ -317,45 +318,80 @@ def name_for(path: Path) -> str:
 
 
 def import_(args: argparse.Namespace, data_dir: Path) -> int:
-    """Each file as a new document. A name that exists is skipped with a
-    message (nothing is overwritten); a file that cannot be imported is
-    reported, the others still are, and the exit code is then EXIT_FAILED."""
+    """Each file as a new document. A name that exists (or that an earlier
+    file of the same import takes) is skipped with a message: nothing is
+    overwritten. A file that cannot be imported is reported, the others
+    still are, and the exit code is then EXIT_FAILED. Files are sent
+    IMPORT_CONNECTIONS at a time, so that the peer commits them in groups;
+    the report keeps the order of the files."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from crdt.errors import InvalidName
     from server.pages import MAX_IMPORT_BYTES
 
     files = _import_files(args.paths)
-    peer = RunningPeer.find(data_dir)
-    imported: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
+    first = RunningPeer.find(data_dir)
+    outcomes: list[tuple[str, dict[str, Any]] | None] = [None] * len(files)
+    jobs: list[tuple[int, Path, str, str]] = []
+    taken: dict[str, Path] = {}
+    for index, path in enumerate(files):
+        try:
+            name = name_for(path)
+            raw = path.read_bytes()
+            if len(raw) > MAX_IMPORT_BYTES:
+                raise ValueError(f"larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
+            text = raw.decode("utf-8-sig")
+        except (OSError, ValueError, InvalidName) as exc:
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            outcomes[index] = ("failed", {"file": str(path), "reason": reason})
+            continue
+        if name in taken:
+            outcomes[index] = ("skipped", {"file": str(path), "name": name, "reason": f"the name of {taken[name]} too"})
+            continue
+        taken[name] = path
+        jobs.append((index, path, name, text))
+
+    local = threading.local()
+    peers: list[RunningPeer] = []
+
+    def send(job: tuple[int, Path, str, str]) -> tuple[int, tuple[str, dict[str, Any]]]:
+        index, path, name, text = job
+        peer = getattr(local, "peer", None)
+        if peer is None:
+            peer = local.peer = RunningPeer(first.data_dir, first.api, first.token, first.pin)
+            peers.append(peer)
+        try:
+            peer.request("POST", "/api/docs", {"name": name, "text": text})
+            return index, ("imported", {"file": str(path), "name": name, "length": len(text)})
+        except ApiError as exc:
+            if exc.status == 409:
+                return index, ("skipped", {"file": str(path), "name": name, "reason": "exists"})
+            return index, (
+                "failed",
+                {"file": str(path), "name": name, "reason": f"the peer answered {exc.status}: {exc}"},
+            )
+
     with _progress(len(files), "importing") as bar:
-        for path in files:
-            try:
-                name = name_for(path)
-                raw = path.read_bytes()
-                if len(raw) > MAX_IMPORT_BYTES:
-                    raise ValueError(f"larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB")
-                text = raw.decode("utf-8-sig")
-            except (OSError, ValueError, InvalidName) as exc:
-                reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
-                say(f"{path}: not imported: {reason}")
-                failed.append({"file": str(path), "reason": reason})
+        bar.update(len(files) - len(jobs))
+        with ThreadPoolExecutor(IMPORT_CONNECTIONS) as pool:
+            for index, outcome in pool.map(send, jobs):
+                outcomes[index] = outcome
                 bar.update()
-                continue
-            try:
-                peer.request("POST", "/api/docs", {"name": name, "text": text})
-                imported.append({"file": str(path), "name": name, "length": len(text)})
-            except ApiError as exc:
-                if exc.status == 409:
-                    say(f"{path}: skipped: a document named {name} exists")
-                    skipped.append({"file": str(path), "name": name, "reason": "exists"})
-                else:
-                    say(f"{path}: not imported: the peer answered {exc.status}: {exc}")
-                    failed.append({"file": str(path), "name": name, "reason": str(exc)})
-            bar.update()
-    peer.close()
+    for peer in peers:
+        peer.close()
+    report: dict[str, list[dict[str, Any]]] = {"imported": [], "skipped": [], "failed": []}
+    for done in outcomes:
+        assert done is not None
+        kind, row = done
+        report[kind].append(row)
+        if kind == "skipped":
+            why = "a document named {name} exists" if row["reason"] == "exists" else "{name} is {reason}"
+            say(f"{row['file']}: skipped: " + why.format(**row))
+        elif kind == "failed":
+            say(f"{row['file']}: not imported: {row['reason']}")
     if args.json:
-        _json_out({"imported": imported, "skipped": skipped, "failed": failed})
+        _json_out(report)
     else:
-        say(f"imported {len(imported)}, skipped {len(skipped)} (the name exists), failed {len(failed)}")
-    return EXIT_FAILED if failed else EXIT_OK
+        counts = {kind: len(rows) for kind, rows in report.items()}
+        say("imported {imported}, skipped {skipped} (the name exists), failed {failed}".format(**counts))
+    return EXIT_FAILED if report["failed"] else EXIT_OK

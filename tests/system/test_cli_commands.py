@@ -124,6 +124,8 @@ def test_import_names_files_as_the_documents_page_does_and_reports_failures(tmp_
     (files / "Café – notes (draft).md").write_text("accents in the file name\n")
     (files / "東京.txt").write_text("a name of no ASCII letter\n")
     (files / "binary.md").write_bytes(b"\xff\xfe\x00not utf-8")
+    (files / "Dup name.md").write_text("first of two files named Dup-name\n")
+    (files / "Dup-name.md").write_text("second of them: skipped\n")
     (files / "ignored.png").write_bytes(b"\x89PNG")  # not a text file: a directory's .png is not taken
     named = tmp_path / "Second Draft.markdown"
     named.write_text("\ufeffa BOM is dropped, as the page's import does\n")
@@ -131,7 +133,12 @@ def test_import_names_files_as_the_documents_page_does_and_reports_failures(tmp_
         proc = meshpad("import", str(files), str(named), "--json", "--data-dir", str(peer.data_dir))
         assert proc.returncode == 1, proc.stderr  # one file failed; the others are in
         result = json.loads(proc.stdout)
-        assert sorted(i["name"] for i in result["imported"]) == ["Cafe-notes-draft", "Second-Draft", "imported"]
+        assert sorted(i["name"] for i in result["imported"]) == [
+            "Cafe-notes-draft", "Dup-name", "Second-Draft", "imported",
+        ]  # fmt: skip
+        assert [(s["file"], s["name"]) for s in result["skipped"]] == [(str(files / "Dup-name.md"), "Dup-name")]
+        assert peer.get("/api/docs/Dup-name")["text"] == "first of two files named Dup-name\n"
+        assert f"Dup-name.md: skipped: Dup-name is the name of {files / 'Dup name.md'} too" in proc.stderr
         assert [f["file"] for f in result["failed"]] == [str(files / "binary.md")]
         assert "binary.md: not imported: not UTF-8 text" in proc.stderr
         assert peer.get("/api/docs/Second-Draft")["text"] == "a BOM is dropped, as the page's import does\n"
