@@ -53,6 +53,7 @@ from processes import Peer, free_port
 from relay import row_relay_cpu, row_relay_saturation
 from replay import row_replay
 from rounds import row_rounds
+from search import rows_search
 from yclient import YClient, read_varuint, wait_for
 
 # -- rows -------------------------------------------------------------------------
@@ -360,6 +361,7 @@ def main() -> int:
         rows.append(row_load(work, 8 if quick else 20, keystroke))
         rows.append(row_cold_start(work, 2000 if quick else 10_000))
         rows += rows_life(work, quick)
+        rows += rows_search(work, quick)
         rows += rows_history(updates, work)
         rows += rows_browser(work, quick, keystroke)
     out = table(rows)

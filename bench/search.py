@@ -76,16 +76,13 @@ def ms(values: list[float]) -> str:
     return f"p50 {percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    count = 2000 if args.quick else 10_000
-    n = 60 if args.quick else 300
+def rows_search(work: Path, quick: bool) -> list[Row]:
+    count = 2000 if quick else 10_000
+    n = 60 if quick else 300
     rng = random.Random(14)
     words = vocabulary(rng)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="meshpad-search-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="meshpad-search-", dir=work) as tmp:
         data = Path(tmp) / "data"
         fill(data, count, words, rng)
         peer = Peer(data, args=["--max-loaded", "100"])
@@ -130,7 +127,15 @@ def main() -> None:
                     percentile(fts, 50) < percentile(like, 50)))  # fmt: skip
     rows.append(Row(f"start, building the index ({docs})", f"{first:.1f} s", f"with the index: {second:.1f} s", "—",
                     None))  # fmt: skip
-    print(table(rows))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="meshpad-bench-") as work:
+        print(table(rows_search(Path(work), args.quick)))
 
 
 if __name__ == "__main__":
