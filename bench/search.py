@@ -5,7 +5,7 @@
 
 * search (HTTP): ``GET /api/docs?q=WORD&limit=50`` on a real peer process
   (``--max-loaded 100``: nearly every document is a summary only), for
-  words found in about 1 % of the documents, parts of words (four of a
+  words found in about 6 % of the documents, parts of words (four of a
   word's characters) and words found nowhere; p50 and p99 of the whole
   request;
 * the same queries in the store alone: the FTS5 trigram index
