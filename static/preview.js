@@ -32,7 +32,22 @@ function escapeHtml (text) {
 }
 
 // A fenced block's code, highlighted by the editor's own grammar for it.
+// Blocks unchanged since the last rendering are not parsed again.
+let highlighted = new Map()
+let highlightedBefore = new Map()
 function highlight (code, info) {
+  const key = info + '\u0000' + code
+  const known = highlighted.get(key) ?? highlightedBefore.get(key)
+  if (known !== undefined) {
+    highlighted.set(key, known)
+    return known
+  }
+  const out = highlightFresh(code, info)
+  highlighted.set(key, out)
+  return out
+}
+
+function highlightFresh (code, info) {
   const found = findLanguage(info)
   if (!found || !found.support) return ''
   const parser = found.support.language.parser
@@ -71,15 +86,40 @@ function taskLists (md) {
   })
 }
 
-// Every block that opens says the line it starts on (0-based).
+// Every block that opens says the line it starts on, counted from the first
+// line of the top-level block it is in (so that a block's HTML does not
+// change when lines are added above it, and can be kept as it is).
 function sourceLines (md) {
   md.core.ruler.push('meshpad-lines', state => {
+    let start = 0
     for (const token of state.tokens) {
+      if (token.level === 0 && token.nesting >= 0 && token.map) start = token.map[0]
       if (token.map && token.block && (token.nesting === 1 || token.type === 'fence' || token.type === 'code_block' || token.type === 'hr')) {
-        token.attrSet('data-source-line', String(token.map[0]))
+        token.attrSet('data-line-offset', String(token.map[0] - start))
       }
     }
   })
+}
+
+// The top-level blocks of *tokens*: [first line, tokens].
+function topLevelBlocks (tokens) {
+  const blocks = []
+  let current = null
+  for (const token of tokens) {
+    if (current === null) {
+      current = [token.map ? token.map[0] : 0, []]
+      blocks.push(current)
+    }
+    current[1].push(token)
+    if (token.level === 0 && token.nesting <= 0) current = null
+  }
+  return blocks
+}
+
+// A rendered element's line in the text (0-based).
+export function lineOf (el) {
+  const block = el.classList.contains('md-block') ? el : el.closest('.md-block')
+  return Number(block.dataset.line) + (el === block ? 0 : Number(el.dataset.lineOffset))
 }
 
 function makeRenderer () {
@@ -124,9 +164,9 @@ const PURIFY = {
   RETURN_DOM_FRAGMENT: true
 }
 
-// The Markdown as a sanitised DOM fragment, with the task boxes drawn.
-export function renderMarkdown (md, purify, text) {
-  const fragment = purify.sanitize(md.render(text), PURIFY)
+// One block's HTML as a sanitised DOM fragment, with the task boxes drawn.
+export function sanitised (purify, html) {
+  const fragment = purify.sanitize(html, PURIFY)
   for (const img of fragment.querySelectorAll('img[data-blocked-src]')) {
     const note = document.createElement('span')
     note.className = 'blocked-image'
@@ -194,19 +234,55 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
   function schedule () {
     dirty = true
     if (frame !== null || shown() === 'editor') return
-    // After the next frame is painted: the editor comes first.
-    frame = requestAnimationFrame(() => setTimeout(() => { frame = null; if (dirty) render() }, 0))
+    // After the next frame is painted: the editor comes first. A long
+    // document whose rendering takes a while waits that long again, so
+    // typing stays ahead of it.
+    frame = requestAnimationFrame(() => setTimeout(() => { frame = null; if (dirty) render() }, Math.min(400, 2 * lastCost)))
   }
+  let lastCost = 0 // ms the last rendering took
 
   function render () {
     if (shown() === 'editor') return
     if (md === null) { md = makeRenderer(); purify = makePurifier() }
     dirty = false
+    const started = performance.now()
     const keep = previewEl.scrollTop
-    previewEl.replaceChildren(renderMarkdown(md, purify, view.state.doc.toString()))
-    blocks = [...previewEl.querySelectorAll('[data-source-line]')]
+    highlightedBefore = highlighted
+    highlighted = new Map()
+    // Each top-level block is rendered; one whose HTML is as before keeps
+    // its elements (sanitised and laid out once).
+    const env = {}
+    const wanted = []
+    const reusable = new Map()
+    for (const el of previewEl.children) {
+      const list = reusable.get(el.mdHtml)
+      if (list) list.push(el)
+      else reusable.set(el.mdHtml, [el])
+    }
+    for (const [line, tokens] of topLevelBlocks(md.parse(view.state.doc.toString(), env))) {
+      const html = md.renderer.render(tokens, md.options, env)
+      let el = (reusable.get(html) || []).shift()
+      if (!el) {
+        el = document.createElement('div')
+        el.className = 'md-block'
+        el.mdHtml = html
+        el.append(sanitised(purify, html))
+      }
+      if (el.dataset.line !== String(line)) el.dataset.line = String(line)
+      wanted.push(el)
+    }
+    highlightedBefore = new Map()
+    const kept = new Set(wanted)
+    for (const el of [...previewEl.children]) if (!kept.has(el)) el.remove()
+    let cursor = previewEl.firstElementChild
+    for (const el of wanted) {
+      if (el === cursor) cursor = cursor.nextElementSibling
+      else previewEl.insertBefore(el, cursor)
+    }
+    blocks = [...previewEl.querySelectorAll('.md-block, .md-block [data-line-offset]')]
     previewEl.scrollTop = keep
     if (shown() === 'split') followEditor()
+    lastCost = performance.now() - started
     previewEl.dataset.rendered = String(Number(previewEl.dataset.rendered || 0) + 1)
   }
 
@@ -217,8 +293,8 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
   previewEl.addEventListener('change', event => {
     const box = event.target
     if (!(box instanceof HTMLInputElement) || !box.classList.contains('task-box')) return
-    const item = box.closest('li[data-source-line]')
-    if (!item || !toggleTask(Number(item.dataset.sourceLine))) schedule() // the text moved on: show it as it is
+    const item = box.closest('li[data-line-offset]')
+    if (!item || !toggleTask(lineOf(item))) box.checked = !box.checked // the text says otherwise
   })
 
   function toggleTask (lineIndex) {
@@ -273,17 +349,17 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
     let hi = blocks.length - 1
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1
-      if (Number(blocks[mid].dataset.sourceLine) <= line) lo = mid
+      if (lineOf(blocks[mid]) <= line) lo = mid
       else hi = mid - 1
     }
     const a = blocks[lo]
-    const aLine = Number(a.dataset.sourceLine)
+    const aLine = lineOf(a)
     let next = lo + 1
-    while (next < blocks.length && Number(blocks[next].dataset.sourceLine) <= aLine) next++
+    while (next < blocks.length && lineOf(blocks[next]) <= aLine) next++
     const aTop = aLine <= line ? blockTop(a) : 0
     let top = aTop
     if (next < blocks.length) {
-      const bLine = Number(blocks[next].dataset.sourceLine)
+      const bLine = lineOf(blocks[next])
       const from = aLine <= line ? aLine : 0
       top = aTop + (blockTop(blocks[next]) - aTop) * (line - from) / Math.max(1, bLine - from)
     } else {
@@ -305,14 +381,14 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
       else hi = mid - 1
     }
     const a = blocks[lo]
-    const aLine = Number(a.dataset.sourceLine)
+    const aLine = lineOf(a)
     const aTop = blockTop(a)
     let next = lo + 1
-    while (next < blocks.length && Number(blocks[next].dataset.sourceLine) <= aLine) next++
+    while (next < blocks.length && lineOf(blocks[next]) <= aLine) next++
     let line = aLine
     if (next < blocks.length) {
       const bTop = blockTop(blocks[next])
-      const bLine = Number(blocks[next].dataset.sourceLine)
+      const bLine = lineOf(blocks[next])
       if (bTop > aTop) line = aLine + (bLine - aLine) * Math.min(1, (y - aTop) / (bTop - aTop))
     }
     // Heights of lines the editor has not drawn are estimates: let it
