@@ -74,6 +74,8 @@ def fts_phrase(text: str) -> str:
 class SQLiteStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / DB_FILE
+        if sqlite3.sqlite_version_info < (3, 34, 0):
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the search index needs 3.34 (FTS5 trigrams)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
