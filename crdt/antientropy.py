@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from crdt import peerwire as pw
 from crdt.effects import DocumentChanged, Effect, Event, LinkAccepted, LinkId, peer_origin
@@ -47,6 +48,16 @@ from crdt.replicas import Replicas
 from crdt.yupdate import decode_state_vector
 
 _EMPTY_UPDATE = b"\x00\x00"  # no structs, no deletions
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counts since start, read by the shell's metrics at scrape time."""
+
+    rounds: int = 0  # DIGESTs sent: a round on a link (on connect, on a new document, on the timer)
+    in_sync: int = 0  # DIGESTs received whose root equals ours
+    differed: int = 0  # DIGESTs received whose root differs (documents listed, or left to the next round)
+    timed_out: int = 0  # asks for a document not answered within sync_timeout (asked elsewhere)
 
 
 class AntiEntropy:
@@ -64,6 +75,7 @@ class AntiEntropy:
         self._next: float | None = None  # set, at a random phase, by the first link
         self._order: list[LinkId] = []  # links still due a round in this pass
         self.fetches = Fetches(fetch_window, sync_timeout)
+        self.stats = Stats()
 
     def digest(self) -> pw.Digest:
         return pw.Digest(self.replicas.root_digest(), len(self.replicas.documents))
@@ -77,12 +89,15 @@ class AntiEntropy:
             self._next = now + self.rng.random() * self.interval
         if not kept or not link.live:
             return []
+        self.stats.rounds += 1
         return [self.links.send(link, pw.encode(self.digest()), now)]  # (3) a round on connect
 
     def created(self, now: float) -> list[Effect]:
         """A document made here spreads with a round on every link."""
         data = pw.encode(self.digest())
-        return [self.links.send(link, data, now) for link in self.links.ready()]
+        ready = self.links.ready()
+        self.stats.rounds += len(ready)
+        return [self.links.send(link, data, now) for link in ready]
 
     # -- messages -----------------------------------------------------------------
 
@@ -94,12 +109,14 @@ class AntiEntropy:
         link.last_sync_check = now
         root = self.replicas.root_digest()
         if msg.root == root:
+            self.stats.in_sync += 1
             link.all_in_sync = True
             link.in_sync = set(self.replicas.held())
             if not msg.answer:
                 # (5) Equal roots are answered, so that both ends know they are in sync.
                 effects.append(self.links.send(link, pw.encode(pw.Digest(root, msg.count, True)), now))
             return effects
+        self.stats.differed += 1
         link.all_in_sync = False
         if msg.answer:
             return effects  # something changed since: the next round finds what
@@ -228,13 +245,17 @@ class AntiEntropy:
     # -- timers -------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Effect]:
+        expired = self.fetches.expired
         effects = self._ask_all(self.fetches.expire(now), now)
+        self.stats.timed_out += self.fetches.expired - expired
         ready = self.links.ready()
         if not ready or self._next is None or now < self._next:
             return effects
         self._next = now + self.interval
         data = pw.encode(self.digest())
-        return effects + [self.links.send(target, data, now) for target in self._partners(min(self.fanout, len(ready)))]
+        partners = self._partners(min(self.fanout, len(ready)))
+        self.stats.rounds += len(partners)
+        return effects + [self.links.send(target, data, now) for target in partners]
 
     def next_deadline(self, now: float) -> float:
         if not self.links.any_ready():

@@ -51,6 +51,7 @@ class Fetches:
         self._queues: dict[LinkId, deque[str]] = {}
         self._asked: dict[LinkId, int] = {}
         self._oldest: dict[str, None] = {}  # asked documents, in the order they were asked
+        self.expired = 0  # asks that timed out (counted for the metrics)
 
     def asking(self, name: str) -> bool:
         want = self.wants.get(name)
@@ -115,6 +116,7 @@ class Fetches:
                 break
             slow = want.asked
             assert slow is not None
+            self.expired += 1
             self._release(name, want)
             if len(want.candidates) > 1:
                 del want.candidates[slow]

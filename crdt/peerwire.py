@@ -61,6 +61,17 @@ class T:
     UNAVAILABLE = 15
 
 
+# Each type's name, lowercased, by number: a bounded label set for the
+# shell's counters (``server.metrics``).
+TYPE_NAMES: dict[int, str] = {v: k.lower() for k, v in vars(T).items() if k.isupper() and isinstance(v, int)}
+
+
+def type_name(frame: bytes) -> str:
+    """The name of the message type *frame* starts with, or ``unknown``.
+    Reads only the first byte (every number is below 128); never raises."""
+    return TYPE_NAMES.get(frame[0], "unknown") if frame else "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class Hello:
     version: int

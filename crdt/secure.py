@@ -70,6 +70,15 @@ def new_private_key() -> bytes:
     )
 
 
+class HandshakeRefused(RemoteProtocolError):
+    """A handshake refused for a reason the shell counts: *kind* is one of
+    ``wrong_key``, ``not_meshpad``, ``version`` (a bounded label set)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     private_key: bytes
@@ -120,17 +129,18 @@ class SecureChannel:
         except RemoteProtocolError:
             raise
         except Exception as exc:  # noiseprotocol raises its own and cryptography's errors
-            raise RemoteProtocolError(f"handshake failed: {type(exc).__name__} (wrong network key?)") from exc
+            raise HandshakeRefused(f"handshake failed: {type(exc).__name__} (wrong network key?)", "wrong_key") from exc
 
     def _handshake(self, frame: bytes) -> list[bytes]:
         noise = self._noise
         if not self.initiator and self._step == 0:
             r = Reader(frame)
             if r.read_bytes(len(MAGIC)) != MAGIC:
-                raise RemoteProtocolError("not a Meshpad peer")
+                raise HandshakeRefused("not a Meshpad peer", "not_meshpad")
             version = r.read_varuint()
             if version != VERSION:
-                raise RemoteProtocolError(f"unsupported protocol version {version} (this peer speaks {VERSION})")
+                message = f"unsupported protocol version {version} (this peer speaks {VERSION})"
+                raise HandshakeRefused(message, "version")
             noise.read_message(frame[r.pos :])
             self._step = 2
             return [bytes(noise.write_message(b""))]

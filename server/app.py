@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from crdt.errors import StoreError
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, discovery, history_pages, identity, life_pages, pages, peer_pages, security
+from server import browser_ws, discovery, history_pages, identity, life_pages, metrics, pages, peer_pages, security
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
 from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, NETWORK_KEY, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
@@ -27,6 +27,7 @@ from server.settings import Settings
 from server.sqlite_store import SQLiteStore
 
 log = logging.getLogger(__name__)
+METRICS_PORT = web.AppKey("metrics_port", int)  # the port --metrics-address bound
 
 
 def _when(ts: float) -> str:
@@ -127,6 +128,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
             unload_after=settings.unload_after if settings.unload_after is not None else base.unload_after,
             max_loaded=settings.max_loaded if settings.max_loaded is not None else base.max_loaded,
         )
+    gauges = app[metrics.METRICS] = metrics.Metrics()
     runtime = Runtime(
         lambda: store if store is not None else SQLiteStore(settings.data_dir),
         peer_id=lambda: me.peer_id,
@@ -134,8 +136,10 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
         config=config,
         session_gap=settings.session_gap,
         save_peers=lambda peers: identity.save_peers(settings.data_dir, peers),
+        on_commit=gauges.observe_commit,
     )
     peering = Peering(runtime, me)
+    gauges.watch(runtime, peering)
     app[RUNTIME] = runtime
     app[PEERING] = peering
     where = discovery.plan(settings.discovery, settings.host, settings.advertise)
@@ -162,6 +166,17 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
             await runtime.stop()
 
     app.cleanup_ctx.append(runtime_ctx)
+    if settings.metrics_address is not None:
+        host, port = settings.metrics_address
+
+        async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+            runner, app[METRICS_PORT] = await metrics.serve_separately(gauges, host, port)
+            try:
+                yield
+            finally:
+                await runner.cleanup()
+
+        app.cleanup_ctx.append(metrics_ctx)
     app.on_shutdown.append(browser_ws.close_all)
 
     async def close_links(app: web.Application) -> None:
@@ -174,5 +189,6 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     life_pages.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
     app.router.add_get("/peer", peering_module.handle)
+    app.router.add_get("/metrics", metrics.handle)
     app.router.add_get("/static/{digest}/{path:.+}", static.handle)
     return app

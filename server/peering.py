@@ -32,7 +32,7 @@ from crdt import peerwire
 from crdt import peerwire as pw
 from crdt.errors import RemoteProtocolError
 from crdt.limits import CONNECTIONS_PER_ADDRESS, BanList
-from crdt.secure import CHUNK, TAG, Identity, SecureChannel
+from crdt.secure import CHUNK, TAG, HandshakeRefused, Identity, SecureChannel
 from server.outbox import AnyWebSocket, Outbox
 from server.runtime import Runtime
 
@@ -57,6 +57,22 @@ def _ws_header(size: int, masked: bool) -> int:
     return 2 + (2 if 125 < size <= 0xFFFF else 8 if size > 0xFFFF else 0) + (4 if masked else 0)
 
 
+@dataclass(slots=True)
+class Traffic:
+    """Peer-protocol traffic since start, for ``server.metrics``: messages
+    and wire bytes (encryption and WebSocket framing included) by
+    (direction, message type); the Noise handshake counts as type
+    ``handshake``. The keys are a bounded set (``peerwire.TYPE_NAMES``)."""
+
+    messages: dict[tuple[str, str], int] = field(default_factory=dict)
+    bytes: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count(self, direction: str, kind: str, size: int) -> None:
+        key = (direction, kind)
+        self.messages[key] = self.messages.get(key, 0) + 1
+        self.bytes[key] = self.bytes.get(key, 0) + size
+
+
 @dataclass(eq=False)
 class PeerLink:
     id: int
@@ -66,6 +82,7 @@ class PeerLink:
     refused: bool = False  # closed for invalid data (a strike)
     masked: bool = False  # client-to-server frames carry a 4-byte mask
     wire_out: int = 0  # bytes on the wire, WebSocket framing included
+    traffic: Traffic | None = None  # the peering's counters
     # Cleared while the engine waits for the causes of this link's updates (backpressure).
     readable: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -77,11 +94,14 @@ class PeerLink:
         follow the order of the queue)."""
         if self.close_reason is not None:
             return
-        self.send_raw(self.channel.encrypt(message))
+        self.send_raw(self.channel.encrypt(message), pw.type_name(message))
 
-    def send_raw(self, data: bytes) -> None:
+    def send_raw(self, data: bytes, kind: str = "handshake") -> None:
         if self.outbox.put(data):
-            self.wire_out += len(data) + _ws_header(len(data), masked=self.masked)
+            size = len(data) + _ws_header(len(data), masked=self.masked)
+            self.wire_out += size
+            if self.traffic is not None:
+                self.traffic.count("out", kind, size)
 
     def close(self, reason: str) -> None:
         self.outbox.close(reason)
@@ -103,6 +123,12 @@ class Peering:
         self._client: aiohttp.ClientSession | None = None
         self._stopping = False
         self.refused = 0
+        # Links refused, by a reason from a bounded set (server.metrics):
+        # wrong_key, not_meshpad, version, malformed, timeout (the
+        # handshake), invalid_data (after it), banned, too_many_links.
+        self.refusals: dict[str, int] = {}
+        self.bans_started = 0
+        self.traffic = Traffic()
         self.wire_in = 0  # bytes received on peer links, WebSocket framing included
         self._wire_out_closed = 0  # bytes sent on links that have closed
         self._dial_errors: dict[str, str] = {}  # the last failure logged, per address
@@ -214,14 +240,19 @@ class Peering:
         """Why a new link from *host* is refused, or None to admit it."""
         if self.bans.is_banned(host, self.runtime.now()):
             self.bans.refused += 1
+            self._count_refusal("banned")
             return "banned for repeated invalid data"
         if self._per_address.get(host, 0) >= CONNECTIONS_PER_ADDRESS:
+            self._count_refusal("too_many_links")
             return f"more than {CONNECTIONS_PER_ADDRESS} links from one address"
         return None
 
     async def serve(self, ws: AnyWebSocket, outbound: bool, address: str, host: str) -> None:
         self._next_link += 1
-        link = PeerLink(self._next_link, address, SecureChannel(self.identity, initiator=outbound), masked=outbound)
+        link = PeerLink(
+            self._next_link, address, SecureChannel(self.identity, initiator=outbound), masked=outbound,
+            traffic=self.traffic,
+        )  # fmt: skip
         self.links[link.id] = link
         self._per_address[host] = self._per_address.get(host, 0) + 1
         engine = self.runtime.core
@@ -265,7 +296,9 @@ class Peering:
                         return closed_in_handshake(msg.extra if msg.type == WSMsgType.CLOSE else None)
                     if msg.type != WSMsgType.BINARY:
                         raise RemoteProtocolError(_not_binary(msg))
-                    self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not outbound)
+                    size = len(msg.data) + _ws_header(len(msg.data), masked=not outbound)
+                    self.wire_in += size
+                    self.traffic.count("in", "handshake", size)
                     replies, _ = link.channel.receive(msg.data)
                     for frame in replies:
                         link.send_raw(frame)
@@ -273,12 +306,20 @@ class Peering:
                         return None
         except (RemoteProtocolError, TimeoutError) as exc:
             reason = str(exc) or "the handshake timed out"
-            self._refuse(link, host, f"handshake refused: {reason}")
+            kind = "timeout" if isinstance(exc, TimeoutError) else "malformed"
+            kind = exc.kind if isinstance(exc, HandshakeRefused) else kind
+            self._refuse(link, host, f"handshake refused: {reason}", kind)
             return reason
 
-    def _refuse(self, link: PeerLink, host: str, reason: str) -> None:
+    def _count_refusal(self, kind: str) -> None:
+        self.refusals[kind] = self.refusals.get(kind, 0) + 1
+
+    def _refuse(self, link: PeerLink, host: str, reason: str, kind: str = "invalid_data") -> None:
         self.refused += 1
+        self._count_refusal(kind)
         until = self.bans.strike(host, self.runtime.now())
+        if until:
+            self.bans_started += 1
         log.warning(
             "refused link %s %s (%s)%s",
             "to" if link.channel.initiator else "from",
@@ -301,13 +342,16 @@ class Peering:
             try:
                 if msg.type != WSMsgType.BINARY:
                     raise RemoteProtocolError(_not_binary(msg))
-                self.wire_in += len(msg.data) + _ws_header(len(msg.data), masked=not link.masked)
+                size = len(msg.data) + _ws_header(len(msg.data), masked=not link.masked)
+                self.wire_in += size
                 _, message = link.channel.receive(msg.data)
                 assert message is not None
+                self.traffic.count("in", pw.type_name(message), size)
                 effects = engine.peer_frame(link.id, message, self.runtime.now())
             except pw.VersionMismatch as exc:
                 # A peer of another version is told why, and not banned: it is not misbehaving.
                 log.warning("link %s %s: %s", "to" if link.channel.initiator else "from", link.address, exc)
+                self._count_refusal("version")
                 link.close(f"protocol error: {exc}")
                 return
             except RemoteProtocolError as exc:

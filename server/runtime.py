@@ -142,6 +142,7 @@ class Runtime:
         config: Config | None = None,
         session_gap: float = hist.SESSION_GAP,
         save_peers: Callable[[list[tuple[str, str]]], None] = lambda peers: None,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self._open_store = open_store
         self._peer_id = peer_id
@@ -150,6 +151,10 @@ class Runtime:
         self._config = config
         self._session_gap = session_gap
         self._save_peers = save_peers
+        self._on_commit = on_commit  # each store commit's duration (server.metrics)
+        # Changes integrated here and handed to the store, by where they came
+        # from: "peer" (a link) or "local" (a browser of this peer, this peer).
+        self.updates_applied: dict[str, int] = {"peer": 0, "local": 0}
         self.store_thread: StoreThread | None = None
         self.engine: Engine | None = None
         self.network: Network | None = None
@@ -176,7 +181,7 @@ class Runtime:
         bound on documents in memory, stay loaded; of the others only a
         summary is kept (``crdt.replicas`` rule 0)."""
         loop = self._loop = asyncio.get_running_loop()
-        self.store_thread = StoreThread(self._open_store(), loop, self._on_durable)
+        self.store_thread = StoreThread(self._open_store(), loop, self._on_durable, self._on_commit)
         self.store_thread.start()
         infos: list[DocumentInfo] = await self.store_thread.call(_documents)
         indexed = await self.store_thread.call(lambda store: store.indexed())  # server.catalog rule 4
@@ -275,6 +280,7 @@ class Runtime:
                 if network is not None:
                     network.send(effect.link, effect.data)
             elif isinstance(effect, StoreChange):
+                self.updates_applied["peer" if effect.relayed else "local"] += 1
                 self._store(effect.name, effect.update, urgent=not effect.relayed)
             elif isinstance(effect, Acknowledge):
                 self._acknowledge(effect.conn, effect.frames)

@@ -229,6 +229,26 @@ OPTIONS += (
         _switch,
     ),
 )
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` to serve /metrics on (port 0: any free one)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r}: give HOST:PORT, for example 127.0.0.1:9400")
+    return _host(host), addresses.parse_listen_port(port)
+
+
+OPTIONS += (
+    Option(
+        "metrics_address",
+        "--metrics-address",
+        "MESHPAD_METRICS_ADDRESS",
+        "HOST:PORT where GET /metrics is served alone, without the browser token, for a monitoring system "
+        "(default: only on the main port, protected like the API)",
+        _metrics_address,
+    ),
+)
 OPTION = {opt.name: opt for opt in OPTIONS}
 
 
@@ -249,6 +269,7 @@ class Settings:
     discovery: bool = True  # LAN discovery (server.discovery); never on a loopback-only peer
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    metrics_address: tuple[str, int] | None = None  # (host, port): /metrics alone, unauthenticated
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""

@@ -28,6 +28,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -45,8 +46,17 @@ RELAYED_HELD_MAX = 4096
 
 
 class StoreThread:
-    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, on_durable: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        on_durable: Callable[[int], None],
+        on_commit: Callable[[float], None] | None = None,
+    ) -> None:
+        """*on_commit* is told each commit's duration in seconds, on the
+        store thread (``server.metrics``' histogram, which is thread-safe)."""
         self.store = store
+        self._on_commit = on_commit
         self._loop = loop
         self._on_durable = on_durable
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -147,6 +157,7 @@ class StoreThread:
     def _commit(self, batch: list[Write], top: int) -> None:
         if not batch or self.failed is not None:
             return
+        started = time.perf_counter()
         try:
             grown = self.store.write(batch)
         except BaseException as exc:
@@ -156,6 +167,8 @@ class StoreThread:
             log.exception("store write failed; no further edit will be acknowledged")
             return
         self.batches += 1
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
         self._loop.call_soon_threadsafe(self._durable, top)
         for name in grown:
             try:
