@@ -219,6 +219,7 @@ async def crowded(tmp_path, aiohttp_client):
     return client, texts
 
 
+@pytest.mark.slow
 async def test_ten_thousand_documents(crowded):
     client, texts = crowded
     runtime = client.app[RUNTIME]
