@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 ANNOUNCE_EVERY = 60.0  # seconds between announcements, each with a new nonce
 RESOLVE_TIMEOUT_MS = 3000
-RESOLVING = 4  # announcements resolved at once; more wait for the next time they are heard
+RESOLVING = 4  # announcements resolved at once
+WAITING = 64  # announcements waiting to be resolved; more are dropped until heard again
 LOG_EVERY = 60.0  # an ignored announcement is logged at most this often per reason
 # Reasons to ignore an announcement that a person may want to know of (the others are routine).
 NOTEWORTHY = (lanhint.OTHER_NETWORK, lanhint.MALFORMED, lanhint.NO_ADDRESS, lanhint.RATE)
@@ -101,8 +102,10 @@ class Discovery:
         self._browser: AsyncServiceBrowser | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._resolving: set[str] = set()
+        self._waiting: OrderedDict[str, str] = OrderedDict()  # name -> service type, to resolve next
         self._logged: dict[str, float] = {}
         self._info: AsyncServiceInfo | None = None
+        self._announcing: asyncio.Task[None] | None = None
         self._others: OrderedDict[str, None] = OrderedDict()  # names of other peers' announcements heard
 
     # -- life cycle --------------------------------------------------------
@@ -116,14 +119,14 @@ class Discovery:
         try:
             self._zc = AsyncZeroconf(interfaces=list(self.where.interfaces), ip_version=self.where.ip_version)
             self._browser = AsyncServiceBrowser(self._zc.zeroconf, lanhint.SERVICE_TYPE, handlers=[self._on_change])
-        except OSError as exc:
+        except (OSError, ValueError, ZeroconfError) as exc:
             await self._close()
             self.status = Status(reason=f"mDNS unavailable: {exc}")
             log.warning("cannot find peers on the local network: %s", exc)
             return
         self.status = Status("on" if self.where.announce else "browsing", None, list(self.where.interfaces))
         if self.where.announce:
-            self._spawn(self._announce())
+            self._announcing = self._spawn(self._announce())
         log.debug(
             "finding peers on the local network (%s) on %s",
             "announcing this peer" if self.where.announce else "not announcing: --advertise none",
@@ -144,15 +147,19 @@ class Discovery:
         if zc is not None:
             await zc.async_close()  # says goodbye for the announced service
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("LAN discovery task failed", exc_info=task.exception())
+            if task is self._announcing and self.status.state == "on":  # this peer is no longer announced
+                self.status.state = "browsing"
+                self.status.reason = f"announcing failed: {task.exception()}"
 
     # -- announcing ----------------------------------------------------------
 
@@ -185,13 +192,24 @@ class Discovery:
     # -- listening -------------------------------------------------------------
 
     def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        """The browser's callback, on the loop: resolve what was added or changed."""
-        if state_change is ServiceStateChange.Removed or name in self._resolving:
+        """The browser's callback, on the loop: resolve what was added or
+        changed, RESOLVING at a time; the others wait their turn (at most
+        WAITING; beyond that they are dropped until announced again)."""
+        if state_change is ServiceStateChange.Removed or name in self._resolving or self._zc is None:
             return
-        if len(self._resolving) >= RESOLVING or self._zc is None:
-            return  # heard again later: the browser reports every announcement
+        if len(self._resolving) >= RESOLVING:
+            if name not in self._waiting and len(self._waiting) < WAITING:
+                self._waiting[name] = service_type
+            return
         self._resolving.add(name)
         self._spawn(self._resolve(service_type, name))
+
+    def _next(self) -> None:
+        while self._waiting and len(self._resolving) < RESOLVING and self._zc is not None:
+            name, service_type = self._waiting.popitem(last=False)
+            if name not in self._resolving:
+                self._resolving.add(name)
+                self._spawn(self._resolve(service_type, name))
 
     async def _resolve(self, service_type: str, name: str) -> None:
         try:
@@ -208,6 +226,7 @@ class Discovery:
             self.heard(info)
         finally:
             self._resolving.discard(name)
+            self._next()
 
     def heard(self, info: AsyncServiceInfo) -> None:
         """Hand one resolved announcement to the Finder, and what it finds to the runtime."""
