@@ -5,6 +5,7 @@ their real peer endpoints; the numbers must move with real events."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -197,3 +198,14 @@ async def test_separate_address(aiohttp_client, settings):
         async with session.get(f"http://127.0.0.1:{port}/api/docs") as resp:
             assert resp.status == 404  # the separate listener serves /metrics alone
     assert (await client.get("/metrics")).status == 403  # the main port still wants the token
+
+
+async def test_every_metric_is_documented(client):
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    table = doc[doc.index("## Metrics") :]
+    text = await (await client.get("/metrics")).text()
+    for family in text_string_to_metric_families(text):
+        if family.name.endswith("_created"):
+            continue  # the histogram's creation time, written by the library
+        suffix = "_total" if family.type == "counter" else ""
+        assert f"| `{family.name}{suffix}` | {family.type} |" in table, family.name
