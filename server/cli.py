@@ -335,6 +335,12 @@ def _ready_message(app: web.Application, settings: Settings, local: str) -> str:
             lines.append(f"Finding peers on the local network: off ({lan.off}).")
     if reach.warning and not addresses.is_loopback_host(settings.host):
         lines.append(f"Note: {reach.warning}.")
+    if settings.metrics_address is not None:
+        host, port = settings.metrics_address
+        lines.append(
+            f"Metrics: http://{addresses.bracket(host)}:{port}/metrics, without the browser token"
+            + ("." if addresses.is_loopback_host(host) else ": whoever can reach that address can read them.")
+        )
     return "\n".join(lines)
 
 
