@@ -142,18 +142,31 @@ async def test_task_box_edits_the_text_and_undoes(browser, peer, page_errors):
     await wait_for(lambda: "- [x] first" in server_text(peer, "tasks"), timeout=10, what="the peer to get the check")
     count = await rendered(page)
     await page.click("#preview li.task-list-item >> nth=1 >> input")
+    stop = "window.meshpad.undoManager.stopCapturing()"  # each toggle its own undo step
+    await page.evaluate(stop)
     await page.click("#preview li.task-list-item >> nth=2 >> input")
+    await page.evaluate(stop)
     await wait_for(
         lambda: server_text(peer, "tasks") == "# Tasks\n\n- [x] first\n- [ ] second\n\n> - [x] quoted\n",
         timeout=10, what="the peer to get both toggles",
     )  # fmt: skip
     await rendered(page, count)
     assert await page.eval_on_selector_all("#preview .task-box", "b => b.map(x => x.checked)") == [True, False, True]
-    # Undone like typing, from the editor.
-    await page.evaluate("window.meshpad.undoManager.stopCapturing()")
+    # Undone like typing, from the editor: the last toggle.
     await page.click(".cm-content")
     await page.keyboard.press("Control+z")
-    await wait_for(lambda: "- [ ] first" in server_text(peer, "tasks"), timeout=10, what="the undo to reach the peer")
+    undone = "# Tasks\n\n- [x] first\n- [ ] second\n\n> - [ ] quoted\n"
+    await wait_for(lambda: server_text(peer, "tasks") == undone, timeout=10, what="the undo to reach the peer")
+    # Lines added above (the list's block is kept as it was): a box still
+    # toggles its own line.
+    await page.evaluate("document.querySelector('#preview .task-box').closest('.md-block').kept = true")
+    count = await rendered(page)
+    await page.evaluate("window.meshpad.text.insert(0, 'Intro\\n\\nMore intro\\n\\n')")
+    await rendered(page, count)
+    assert await page.evaluate("document.querySelector('#preview .task-box').closest('.md-block').kept === true")
+    await page.click("#preview li.task-list-item >> nth=1 >> input")
+    toggled = "Intro\n\nMore intro\n\n# Tasks\n\n- [x] first\n- [x] second\n\n> - [ ] quoted\n"
+    await wait_for(lambda: server_text(peer, "tasks") == toggled, timeout=10, what="the second box to toggle its line")
 
 
 HOSTILE = """# Hostile
