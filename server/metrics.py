@@ -162,6 +162,17 @@ def _engine_metrics(runtime: Runtime) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "meshpad_browser_connections", "Open browser WebSocket connections (editors)", value=len(runtime.connections)
     )
+    frames = CounterMetricFamily(
+        "meshpad_browser_frames", "Browser WebSocket frames by direction", labels=["direction"]
+    )
+    sizes = CounterMetricFamily(
+        "meshpad_browser_bytes", "Payload bytes of browser WebSocket frames by direction", labels=["direction"]
+    )
+    for direction in DIRECTIONS:
+        frames.add_metric([direction], runtime.browser_frames.get(direction, 0))
+        sizes.add_metric([direction], runtime.browser_bytes.get(direction, 0))
+    yield frames
+    yield sizes
     yield CounterMetricFamily(
         "meshpad_browser_frames_refused", "Frames from browsers refused as invalid", value=engine.frames_refused
     )

@@ -155,6 +155,9 @@ class Runtime:
         # Changes integrated here and handed to the store, by where they came
         # from: "peer" (a link) or "local" (a browser of this peer, this peer).
         self.updates_applied: dict[str, int] = {"peer": 0, "local": 0}
+        # Browser WebSocket frames and their payload bytes, by direction.
+        self.browser_frames: dict[str, int] = {"in": 0, "out": 0}
+        self.browser_bytes: dict[str, int] = {"in": 0, "out": 0}
         self.store_thread: StoreThread | None = None
         self.engine: Engine | None = None
         self.network: Network | None = None
@@ -275,6 +278,7 @@ class Runtime:
             if isinstance(effect, SendBrowser):
                 conn = self.connections.get(effect.conn)
                 if conn is not None:
+                    self._count_browser("out", effect.data)
                     conn.send(effect.data)
             elif isinstance(effect, SendPeer):
                 if network is not None:
@@ -595,7 +599,12 @@ class Runtime:
     def receive(self, conn: Connection, frame: bytes) -> None:
         """One frame from a browser (the engine takes the ones that came
         together as one batch)."""
+        self._count_browser("in", frame)
         self.perform(self.core.frame(conn.id, frame, self.now()))
+
+    def _count_browser(self, direction: str, frame: bytes) -> None:
+        self.browser_frames[direction] += 1
+        self.browser_bytes[direction] += len(frame)
 
     def _close_browser(self, effect: CloseBrowser) -> None:
         conn = self.connections.get(effect.conn)
@@ -633,6 +642,8 @@ class Runtime:
             top = conn.waiting.popleft()[0]
         if top > conn.acked:
             conn.acked = top
-            conn.send(ywire.encode_saved(top))
+            saved = ywire.encode_saved(top)
+            self._count_browser("out", saved)
+            conn.send(saved)
         if not conn.waiting:
             self._acks_pending.discard(conn)

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_for
 
+from crdt import ywire
 from server.app import METRICS_PORT, create_app
 from server.keys import BROWSER_TOKEN, PEERING, RUNTIME
 from server.metrics import METRICS
@@ -123,6 +124,10 @@ async def test_browser_connection_gauge(client):
     assert total(await scrape(client), "meshpad_browser_connections") == 0
     ws = await client.ws_connect("/ws/notes")
     await wait_for(lambda: total_now(client, "meshpad_browser_connections") == 1, what="one connection")
+    await wait_for(lambda: total_now(client, "meshpad_browser_frames_total", direction="out") >= 1, what="sync step 1")
+    assert total_now(client, "meshpad_browser_bytes_total", direction="out") > 0
+    await ws.send_bytes(ywire.encode_query_awareness())
+    await wait_for(lambda: total_now(client, "meshpad_browser_frames_total", direction="in") == 1, what="a frame in")
     await ws.close()
     await wait_for(lambda: total_now(client, "meshpad_browser_connections") == 0, what="no connection")
 
