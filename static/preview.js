@@ -218,7 +218,12 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
 
   function apply () {
     const now = shown()
+    // The focus stays in view: on the pane that is left.
+    const active = document.activeElement
+    const moveTo = now === 'preview' && view.dom.contains(active) ? previewEl
+      : now === 'editor' && previewEl.contains(active) ? view : null
     panes.dataset.view = now
+    if (moveTo) moveTo.focus()
     for (const button of buttons) button.setAttribute('aria-pressed', String(button.dataset.view === now))
     if (now !== 'editor') schedule()
     if (now !== 'preview') view.requestMeasure() // the editor may have been hidden: measure it again

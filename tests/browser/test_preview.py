@@ -85,10 +85,12 @@ async def test_views_render_gfm_and_are_remembered(browser, peer, page_errors, t
     await page.keyboard.press("Control+Alt+KeyP")
     assert await page.get_attribute("#panes", "data-view") == "preview"
     assert not await page.is_visible("#editor")
+    assert await page.evaluate("document.activeElement.id") == "preview"  # the focus is not lost
     await screenshots(page, tmp_path / "screenshots", "preview-only")
     await page.keyboard.press("Control+Alt+KeyP")
     assert await page.get_attribute("#panes", "data-view") == "editor"
     assert not await page.is_visible("#preview")
+    assert await page.evaluate("document.activeElement.classList.contains('cm-content')")
     await page.keyboard.press("Control+Alt+KeyP")
     assert await page.get_attribute("#panes", "data-view") == "split"
 
@@ -103,7 +105,7 @@ async def test_views_render_gfm_and_are_remembered(browser, peer, page_errors, t
     # 390 px wide: no room for two panes, side by side shows the editor.
     await page.click("#view-choice [data-view=split]")
     await page.set_viewport_size({"width": 390, "height": 844})
-    assert await page.get_attribute("#panes", "data-view") == "editor"
+    await until(page, "document.getElementById('panes').dataset.view === 'editor'", "the narrow window's single pane")
     assert not await page.is_visible("#view-choice [data-view=split]")
 
 
