@@ -14,12 +14,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-VENDOR_BUNDLE = "vendor/meshpad-vendor-1.2.0.js"
+VENDOR_BUNDLE = "vendor/meshpad-vendor-1.3.0.js"  # what the editor needs to paint
+VENDOR_EXTRAS = "vendor/meshpad-extras-1.3.0.js"  # code-block grammars, markdown-it, DOMPurify: loaded when needed
+# What the two share (CodeMirror, Lezer), named by esbuild after its content and
+# imported by both by a relative path; rebuilding changes this name.
+VENDOR_SHARED = "vendor/meshpad-shared-CKQRCD7L.js"
 # Files under static/ that pages may reference; anything else is not served.
 SERVED = (
     "editor.js", "history.js", "life.js", "docs.js", "peers.js", "style.css", "theme.js", "preview.js",
-    "markdown-commands.js", VENDOR_BUNDLE,
+    "markdown-commands.js", VENDOR_BUNDLE, VENDOR_EXTRAS, VENDOR_SHARED,
 )  # fmt: skip
+# Files named after their own content, which are asked for under the URL of the
+# file that imports them (a relative import): any URL of theirs may be cached.
+NAMED_BY_CONTENT = frozenset({VENDOR_SHARED})
 
 
 def asset_root() -> Path:
@@ -54,7 +61,7 @@ class StaticFiles:
         if found is None:
             raise web.HTTPNotFound(text="no such file")
         digest, data, ctype = found
-        if request.match_info["digest"] == digest:
+        if request.match_info["digest"] == digest or rel in NAMED_BY_CONTENT:
             cache = "public, max-age=31536000, immutable"
         else:
             cache = "no-cache"  # an old page asked for an old version: serve the current one, do not keep it

@@ -18,7 +18,7 @@ from crdt.document import MAX_DOCUMENT_BYTES
 from crdt.errors import InvalidName
 from crdt.names import MAX_NAME_LENGTH, NAME_RULE, validate_name
 from crdt.store import SEARCH_MIN_CHARS, DocumentInfo
-from server.assets import VENDOR_BUNDLE
+from server.assets import VENDOR_BUNDLE, VENDOR_EXTRAS
 from server.browser_ws import MAX_FRAME_BYTES
 from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
 from server.runtime import DocumentExists, DocumentNotFound, Runtime
@@ -301,7 +301,8 @@ async def editor(request: web.Request) -> web.Response:
         return _missing(request, runtime, name)
     static = request.app[STATIC]
     modules = {
-        "meshpad-vendor": VENDOR_BUNDLE, "meshpad-history": "history.js", "meshpad-life": "life.js",
+        "meshpad-vendor": VENDOR_BUNDLE, "meshpad-extras": VENDOR_EXTRAS,
+        "meshpad-history": "history.js", "meshpad-life": "life.js",
         "meshpad-preview": "preview.js", "meshpad-markdown-commands": "markdown-commands.js",
     }  # fmt: skip
     importmap = json.dumps({"imports": {module: static.url(path) for module, path in modules.items()}})

@@ -5,32 +5,49 @@
 import {
   EditorSelection, StateField, StateEffect, Prec, keymap, EditorView,
   HighlightStyle, syntaxHighlighting, LanguageDescription, LanguageSupport, StreamLanguage, tags, classHighlighter,
-  markdown, markdownLanguage, insertNewlineContinueMarkup,
-  javascript, python, json, css, html, rust, sql, cpp, java, go, xml, yaml, shell
+  markdown, markdownLanguage, insertNewlineContinueMarkup
 } from 'meshpad-vendor'
 
-const lang = (name, alias, support) => LanguageDescription.of({ name, alias, support })
-const shellLanguage = new LanguageSupport(StreamLanguage.define(shell))
+// The grammars (and the preview's renderer) are the bundle's second entry,
+// fetched the first time a document has a fenced block in one of these
+// languages or the preview opens: the editor paints without them.
+let extrasLoading = null
+export function loadExtras () {
+  extrasLoading ??= import('meshpad-extras')
+  return extrasLoading
+}
+
+const lang = (name, alias, make) =>
+  LanguageDescription.of({ name, alias, load: () => loadExtras().then(make) })
 
 // Names a fence may give (```js, ```python, ...), matched case-insensitively.
 export const codeLanguages = [
-  lang('JavaScript', ['js', 'javascript', 'mjs', 'cjs', 'node'], javascript()),
-  lang('JSX', ['jsx'], javascript({ jsx: true })),
-  lang('TypeScript', ['ts', 'typescript'], javascript({ typescript: true })),
-  lang('TSX', ['tsx'], javascript({ jsx: true, typescript: true })),
-  lang('Python', ['py', 'python', 'python3'], python()),
-  lang('JSON', ['json', 'jsonc', 'json5'], json()),
-  lang('CSS', ['css'], css()),
-  lang('HTML', ['html', 'htm', 'xhtml'], html()),
-  lang('Rust', ['rs', 'rust'], rust()),
-  lang('SQL', ['sql', 'sqlite', 'postgresql', 'mysql'], sql()),
-  lang('C++', ['cpp', 'c++', 'cc', 'cxx', 'hpp', 'c', 'h'], cpp()),
-  lang('Java', ['java'], java()),
-  lang('Go', ['go', 'golang'], go()),
-  lang('XML', ['xml', 'svg', 'xsl'], xml()),
-  lang('YAML', ['yaml', 'yml'], yaml()),
-  lang('Shell', ['sh', 'bash', 'shell', 'zsh', 'console', 'shellscript'], shellLanguage)
+  lang('JavaScript', ['js', 'javascript', 'mjs', 'cjs', 'node'], x => x.javascript()),
+  lang('JSX', ['jsx'], x => x.javascript({ jsx: true })),
+  lang('TypeScript', ['ts', 'typescript'], x => x.javascript({ typescript: true })),
+  lang('TSX', ['tsx'], x => x.javascript({ jsx: true, typescript: true })),
+  lang('Python', ['py', 'python', 'python3'], x => x.python()),
+  lang('JSON', ['json', 'jsonc', 'json5'], x => x.json()),
+  lang('CSS', ['css'], x => x.css()),
+  lang('HTML', ['html', 'htm', 'xhtml'], x => x.html()),
+  lang('Rust', ['rs', 'rust'], x => x.rust()),
+  lang('SQL', ['sql', 'sqlite', 'postgresql', 'mysql'], x => x.sql()),
+  lang('C++', ['cpp', 'c++', 'cc', 'cxx', 'hpp', 'c', 'h'], x => x.cpp()),
+  lang('Java', ['java'], x => x.java()),
+  lang('Go', ['go', 'golang'], x => x.go()),
+  lang('XML', ['xml', 'svg', 'xsl'], x => x.xml()),
+  lang('YAML', ['yaml', 'yml'], x => x.yaml()),
+  lang('Shell', ['sh', 'bash', 'shell', 'zsh', 'console', 'shellscript'],
+    x => new LanguageSupport(StreamLanguage.define(x.shell)))
 ]
+
+// The extras with every grammar ready, as the preview needs them: it
+// highlights code blocks as it renders, without waiting.
+export async function loadPreviewLibraries () {
+  const extras = await loadExtras()
+  await Promise.all(codeLanguages.map(language => language.load()))
+  return extras
+}
 
 export function findLanguage (name) {
   if (!name) return null

@@ -17,8 +17,8 @@
 //
 // Rendering waits for the preview to be shown, and then runs at most once a
 // frame, after the editor has painted.
-import { MarkdownIt, DOMPurify, highlightCode, classHighlighter, EditorView } from 'meshpad-vendor'
-import { findLanguage } from 'meshpad-markdown-commands'
+import { highlightCode, classHighlighter, EditorView } from 'meshpad-vendor'
+import { findLanguage, loadPreviewLibraries } from 'meshpad-markdown-commands'
 
 const STORAGE = 'meshpad:view'
 export const VIEWS = ['editor', 'split', 'preview']
@@ -122,14 +122,14 @@ export function lineOf (el) {
   return Number(block.dataset.line) + (el === block ? 0 : Number(el.dataset.lineOffset))
 }
 
-function makeRenderer () {
+function makeRenderer ({ MarkdownIt }) {
   const md = new MarkdownIt({ html: true, linkify: true, typographer: false, highlight })
   md.use(taskLists)
   md.use(sourceLines)
   return md
 }
 
-function makePurifier () {
+function makePurifier ({ DOMPurify }) {
   const purify = DOMPurify(window)
   purify.addHook('afterSanitizeAttributes', node => {
     if (node.tagName === 'A' && node.hasAttribute('href')) {
@@ -191,6 +191,8 @@ export function sanitised (purify, html) {
 export function setupPreview ({ view, ytext, panes, previewEl, control }) {
   let md = null
   let purify = null
+  let libraries = null
+  let librariesLoading = null
   let chosen = loadView()
   let dirty = true
   let frame = null
@@ -248,7 +250,17 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
 
   function render () {
     if (shown() === 'editor') return
-    if (md === null) { md = makeRenderer(); purify = makePurifier() }
+    if (md === null) {
+      // The renderer, the sanitiser and the grammars come with the first
+      // rendering (the bundle's second entry); until then nothing is shown.
+      if (libraries === null) {
+        librariesLoading ??= loadPreviewLibraries().then(loaded => { libraries = loaded; schedule() },
+          error => { librariesLoading = null; console.error('the preview could not load its renderer', error) })
+        return
+      }
+      md = makeRenderer(libraries)
+      purify = makePurifier(libraries)
+    }
     dirty = false
     const started = performance.now()
     const keep = previewEl.scrollTop

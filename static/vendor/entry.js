@@ -1,4 +1,5 @@
-// Entry of the vendored browser bundle. Rebuild with `npm ci && npm run build`
+// Entry of the vendored browser bundle: what the editor needs to paint
+// (extras.js holds what can wait). Rebuild with `npm ci && npm run build`
 // in this folder; the output's file name carries this package's version, so
 // bump "version" in package.json (and the name in the build script and in
 // server/assets.py) whenever the pinned libraries change.
@@ -21,23 +22,3 @@ export { searchKeymap, highlightSelectionMatches, search, openSearchPanel } from
 export { markdown, markdownLanguage, insertNewlineContinueMarkup, deleteMarkupBackward } from '@codemirror/lang-markdown'
 export { tags, classHighlighter, highlightCode, tagHighlighter } from '@lezer/highlight'
 export * as decoding from 'lib0/decoding'
-
-// The languages of code blocks, highlighted alike in the editor and in the
-// preview (one set of grammars for both).
-export { javascript } from '@codemirror/lang-javascript'
-export { python } from '@codemirror/lang-python'
-export { json } from '@codemirror/lang-json'
-export { css } from '@codemirror/lang-css'
-export { html } from '@codemirror/lang-html'
-export { rust } from '@codemirror/lang-rust'
-export { sql } from '@codemirror/lang-sql'
-export { cpp } from '@codemirror/lang-cpp'
-export { java } from '@codemirror/lang-java'
-export { go } from '@codemirror/lang-go'
-export { xml } from '@codemirror/lang-xml'
-export { yaml } from '@codemirror/lang-yaml'
-export { shell } from '@codemirror/legacy-modes/mode/shell'
-
-// The preview: markdown-it renders, DOMPurify sanitises.
-export { default as MarkdownIt } from 'markdown-it'
-export { default as DOMPurify } from 'dompurify'

@@ -43,7 +43,8 @@ def test_wheel_in_fresh_venv_serves_editor(tmp_path):
         page = urllib.request.urlopen(peer.url + "/doc/installed").read().decode()
         assert 'id="editor"' in page
         assets = re.findall(r"(/static/[0-9a-f]{16}/[\w./-]+)", page)
-        assert any("meshpad-vendor-1.2.0.js" in a for a in assets)
+        assert any("meshpad-vendor-1.3.0.js" in a for a in assets)
+        assert any("meshpad-extras-1.3.0.js" in a for a in assets)
         for asset in assets:
             body = urllib.request.urlopen(peer.url + asset).read()
             assert len(body) > 1000
