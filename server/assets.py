@@ -24,9 +24,11 @@ SERVED = (
     "editor.js", "history.js", "life.js", "docs.js", "peers.js", "style.css", "theme.js", "preview.js",
     "markdown-commands.js", VENDOR_BUNDLE, VENDOR_EXTRAS, VENDOR_SHARED,
 )  # fmt: skip
-# Files named after their own content, which are asked for under the URL of the
-# file that imports them (a relative import): any URL of theirs may be cached.
-NAMED_BY_CONTENT = frozenset({VENDOR_SHARED})
+# The vendor bundle's files import each other by relative paths, so they share
+# one URL prefix: the hash of all of them. (Under the prefix of each its own, a
+# chunk imported from two entries would be two URLs, so two module instances,
+# and CodeMirror's classes would not recognise each other's objects.)
+BUNDLE = (VENDOR_BUNDLE, VENDOR_EXTRAS, VENDOR_SHARED)
 
 
 def asset_root() -> Path:
@@ -43,9 +45,12 @@ class StaticFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._files: dict[str, tuple[str, bytes, str]] = {}
+        bundle = hashlib.sha256()
+        for rel in BUNDLE:
+            bundle.update(hashlib.sha256((root / rel).read_bytes()).digest())
         for rel in SERVED:
             data = (root / rel).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()[:16]
+            digest = (bundle if rel in BUNDLE else hashlib.sha256(data)).hexdigest()[:16]
             ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
             if rel.endswith(".js"):
                 ctype = "text/javascript"
@@ -61,7 +66,7 @@ class StaticFiles:
         if found is None:
             raise web.HTTPNotFound(text="no such file")
         digest, data, ctype = found
-        if request.match_info["digest"] == digest or rel in NAMED_BY_CONTENT:
+        if request.match_info["digest"] == digest:
             cache = "public, max-age=31536000, immutable"
         else:
             cache = "no-cache"  # an old page asked for an old version: serve the current one, do not keep it

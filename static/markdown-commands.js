@@ -3,50 +3,56 @@
 // headings and inline marks, the formatting shortcuts, and list
 // continuation that does not double a marker the person types.
 import {
-  EditorSelection, StateField, StateEffect, Prec, keymap, EditorView,
+  EditorSelection, StateField, StateEffect, Prec, keymap, EditorView, Compartment, ViewPlugin,
   HighlightStyle, syntaxHighlighting, LanguageDescription, LanguageSupport, StreamLanguage, tags, classHighlighter,
   markdown, markdownLanguage, insertNewlineContinueMarkup
 } from 'meshpad-vendor'
 
 // The grammars (and the preview's renderer) are the bundle's second entry,
-// fetched the first time a document has a fenced block in one of these
-// languages or the preview opens: the editor paints without them.
+// fetched once the editor has painted a document with a fenced block, when
+// one is typed, or when the preview opens: the editor paints without them,
+// and its code blocks are coloured a moment later.
 let extrasLoading = null
 export function loadExtras () {
   extrasLoading ??= import('meshpad-extras')
   return extrasLoading
 }
 
-const lang = (name, alias, make) =>
-  LanguageDescription.of({ name, alias, load: () => loadExtras().then(make) })
-
-// Names a fence may give (```js, ```python, ...), matched case-insensitively.
-export const codeLanguages = [
-  lang('JavaScript', ['js', 'javascript', 'mjs', 'cjs', 'node'], x => x.javascript()),
-  lang('JSX', ['jsx'], x => x.javascript({ jsx: true })),
-  lang('TypeScript', ['ts', 'typescript'], x => x.javascript({ typescript: true })),
-  lang('TSX', ['tsx'], x => x.javascript({ jsx: true, typescript: true })),
-  lang('Python', ['py', 'python', 'python3'], x => x.python()),
-  lang('JSON', ['json', 'jsonc', 'json5'], x => x.json()),
-  lang('CSS', ['css'], x => x.css()),
-  lang('HTML', ['html', 'htm', 'xhtml'], x => x.html()),
-  lang('Rust', ['rs', 'rust'], x => x.rust()),
-  lang('SQL', ['sql', 'sqlite', 'postgresql', 'mysql'], x => x.sql()),
-  lang('C++', ['cpp', 'c++', 'cc', 'cxx', 'hpp', 'c', 'h'], x => x.cpp()),
-  lang('Java', ['java'], x => x.java()),
-  lang('Go', ['go', 'golang'], x => x.go()),
-  lang('XML', ['xml', 'svg', 'xsl'], x => x.xml()),
-  lang('YAML', ['yaml', 'yml'], x => x.yaml()),
-  lang('Shell', ['sh', 'bash', 'shell', 'zsh', 'console', 'shellscript'],
-    x => new LanguageSupport(StreamLanguage.define(x.shell)))
-]
+// Names a fence may give (```js, ```python, ...), matched case-insensitively;
+// empty until the grammars have come.
+let codeLanguages = []
+let languagesLoading = null
+export function loadLanguages () {
+  languagesLoading ??= loadExtras().then(x => {
+    const lang = (name, alias, support) => LanguageDescription.of({ name, alias, support })
+    codeLanguages = [
+      lang('JavaScript', ['js', 'javascript', 'mjs', 'cjs', 'node'], x.javascript()),
+      lang('JSX', ['jsx'], x.javascript({ jsx: true })),
+      lang('TypeScript', ['ts', 'typescript'], x.javascript({ typescript: true })),
+      lang('TSX', ['tsx'], x.javascript({ jsx: true, typescript: true })),
+      lang('Python', ['py', 'python', 'python3'], x.python()),
+      lang('JSON', ['json', 'jsonc', 'json5'], x.json()),
+      lang('CSS', ['css'], x.css()),
+      lang('HTML', ['html', 'htm', 'xhtml'], x.html()),
+      lang('Rust', ['rs', 'rust'], x.rust()),
+      lang('SQL', ['sql', 'sqlite', 'postgresql', 'mysql'], x.sql()),
+      lang('C++', ['cpp', 'c++', 'cc', 'cxx', 'hpp', 'c', 'h'], x.cpp()),
+      lang('Java', ['java'], x.java()),
+      lang('Go', ['go', 'golang'], x.go()),
+      lang('XML', ['xml', 'svg', 'xsl'], x.xml()),
+      lang('YAML', ['yaml', 'yml'], x.yaml()),
+      lang('Shell', ['sh', 'bash', 'shell', 'zsh', 'console', 'shellscript'],
+        new LanguageSupport(StreamLanguage.define(x.shell)))
+    ]
+    return x
+  }, error => { languagesLoading = null; throw error })
+  return languagesLoading
+}
 
 // The extras with every grammar ready, as the preview needs them: it
 // highlights code blocks as it renders, without waiting.
-export async function loadPreviewLibraries () {
-  const extras = await loadExtras()
-  await Promise.all(codeLanguages.map(language => language.load()))
-  return extras
+export function loadPreviewLibraries () {
+  return loadLanguages()
 }
 
 export function findLanguage (name) {
@@ -203,6 +209,35 @@ export const italic = toggleMark('*')
 export const inlineCode = toggleMark('`')
 export { toggleLink as link }
 
+// The Markdown language, first without the grammars of code blocks, then
+// with them once they have come.
+const language = new Compartment()
+const FENCE = /^ {0,3}(```|~~~)/m
+let coloured = false
+
+function colourCodeBlocks (view) {
+  if (coloured) return
+  coloured = true
+  loadLanguages().then(
+    () => view.dispatch({ effects: language.reconfigure(markdown({ base: markdownLanguage, codeLanguages })) }),
+    error => { coloured = false; console.error('the grammars of code blocks could not be loaded', error) })
+}
+
+// Fetches the grammars after the first paint of a document with a fenced
+// block, or when a fence is typed.
+const codeBlockWatch = ViewPlugin.fromClass(class {
+  constructor (view) {
+    requestAnimationFrame(() => setTimeout(() => { if (FENCE.test(view.state.doc.toString())) colourCodeBlocks(view) }))
+  }
+
+  update (update) {
+    if (coloured || !update.docChanged) return
+    update.changes.iterChanges((fromA, toA, fromB, toB, inserted) => {
+      if (!coloured && /`|~/.test(inserted.toString()) && FENCE.test(update.state.doc.toString())) colourCodeBlocks(update.view)
+    })
+  }
+})
+
 // What the editor adds for Markdown.
 export function markdownEditing () {
   return [
@@ -215,7 +250,8 @@ export function markdownEditing () {
       { key: 'Mod-e', run: inlineCode, preventDefault: true },
       { key: 'Mod-`', run: inlineCode, preventDefault: true }
     ])),
-    markdown({ base: markdownLanguage, codeLanguages }),
+    language.of(markdown({ base: markdownLanguage })),
+    codeBlockWatch,
     syntaxHighlighting(markdownStyle),
     syntaxHighlighting(classHighlighter),
     continued,

@@ -1,3 +1,5 @@
+import os
+import re
 import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +21,22 @@ async def chromium(*extra: str):
             yield b
         finally:
             await b.close()
+
+
+# Screenshots the tests take (light, dark and 390 px wide, into ``screenshots/``
+# of the test's tmp dir) are kept after the run for a person to review, here
+# or where MESHPAD_ARTIFACTS says: one folder per test.
+ARTIFACTS = Path(os.environ.get("MESHPAD_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
+
+
+@pytest.fixture(autouse=True)
+def keep_screenshots(request, tmp_path):
+    yield
+    taken = tmp_path / "screenshots"
+    if taken.is_dir() and any(taken.iterdir()):
+        folder = ARTIFACTS / "screenshots" / re.sub(r"[^\w.-]+", "_", request.node.nodeid.split("/")[-1])
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(taken, folder)
 
 
 @pytest.fixture

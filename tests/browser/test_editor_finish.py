@@ -214,3 +214,26 @@ async def test_remote_cursor_names_readable(browser, peer, page_errors, tmp_path
         await ann.screenshot(path=_shot(tmp_path, f"cursors-{scheme}"))
     await ann.emulate_media(color_scheme="light")
     await screenshots(ann, tmp_path / "screenshots", "editor")
+
+
+async def test_code_blocks_are_coloured_once_the_grammars_come(browser, peer, page_errors):
+    # The grammars are the bundle's second entry: the editor paints without
+    # them, then colours the code. Both entries share one chunk, which must be
+    # one module (one URL), or CodeMirror's trees from the two would not
+    # recognise each other and its highlighter would crash on a table.
+    create(peer, "fenced", "# Fenced\n\n| a | b |\n| - | - |\n| 1 | 2 |\n\n```python\ndef f(x):\n    return x\n```\n")
+    page = await open_editor(browser, peer, "fenced", page_errors)
+    crashed: list[str] = []
+    page.on("console", lambda m: crashed.append(m.text) if "crashed" in m.text else None)
+    await until(page, "!!document.querySelector('.cm-content .tok-keyword')", "the python block coloured")
+    assert await page.inner_text(".cm-content .tok-keyword >> nth=0") == "def"
+    # A fence typed later colours its block too, in a page that had none.
+    create(peer, "plain", "just text\n")
+    page = await open_editor(browser, peer, "plain", page_errors)
+    page.on("console", lambda m: crashed.append(m.text) if "crashed" in m.text else None)
+    await page.click(".cm-content")
+    await page.keyboard.press("Control+End")
+    await page.keyboard.type("\n```js\nconst y = 2\n")
+    await until(page, "!!document.querySelector('.cm-content .tok-keyword')", "the typed js block coloured")
+    assert crashed == []
+    assert page_errors == []
