@@ -357,18 +357,25 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
     return line + fraction
   }
 
+  // The index of the last block whose key (its line, or its top in the
+  // preview) is at most value; blocks are in document order, so keys rise.
+  function lastAtOrBefore (key, value) {
+    let lo = 0
+    let hi = blocks.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (key(blocks[mid]) <= value) lo = mid
+      else hi = mid - 1
+    }
+    return lo
+  }
+
   function followEditor () {
     if (blocks.length === 0) return
     if (view.scrollDOM.scrollTop <= 0) { setScroll(previewEl, 0); return }
     const line = editorTopLine()
     // The last block starting at or before the line, and the next after it.
-    let lo = 0
-    let hi = blocks.length - 1
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1
-      if (lineOf(blocks[mid]) <= line) lo = mid
-      else hi = mid - 1
-    }
+    const lo = lastAtOrBefore(lineOf, line)
     const a = blocks[lo]
     const aLine = lineOf(a)
     let next = lo + 1
@@ -390,13 +397,7 @@ export function setupPreview ({ view, ytext, panes, previewEl, control }) {
     if (blocks.length === 0) return
     const y = previewEl.scrollTop
     if (y <= 0) { editorEcho = 0; setScroll(view.scrollDOM, 0); return }
-    let lo = 0
-    let hi = blocks.length - 1
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1
-      if (blockTop(blocks[mid]) <= y) lo = mid
-      else hi = mid - 1
-    }
+    const lo = lastAtOrBefore(blockTop, y)
     const a = blocks[lo]
     const aLine = lineOf(a)
     const aTop = blockTop(a)
