@@ -358,7 +358,10 @@ def _decode_fields(signed: bytes) -> tuple[Op, int]:
 
 
 def _sign_op(signer: Signer, kind: int, space_id: bytes, parents: Iterable[bytes], now: float, **body: object) -> bytes:
-    ms = round(now * 1000)
+    try:
+        ms = round(now * 1000)
+    except (ValueError, OverflowError) as exc:  # NaN, infinity
+        raise RosterError("time out of range") from exc
     if not 0 <= ms <= MAX_TIME_MS:
         raise RosterError("time out of range")
     op = Op(b"", kind, space_id, tuple(parents), signer.peer_id, signer.public_key, ms / 1000, **body)  # type: ignore[arg-type]

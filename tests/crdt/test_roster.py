@@ -308,6 +308,7 @@ def test_roles_names_and_removal():
         (A, lambda r, w: r.sign_rename(w, "no spaces", T0 + 9), "space name"),
         (A, lambda r, w: r.sign_name(w, "é" * 33, T0 + 9), "64 bytes"),
         (A, lambda r, w: r.sign_name(w, "x", -1.0), "time"),
+        (A, lambda r, w: r.sign_name(w, "x", float("nan")), "time"),
         (A, lambda r, w: r.sign_claim(w, "x", T0 + 9), "legacy"),
         (Signer(bytes([9]) * 32, A.peer_id), lambda r, w: r.sign_name(w, "x", T0 + 9), "key"),
     ],
