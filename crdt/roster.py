@@ -24,6 +24,7 @@ Op encoding (lib0 varuints; every field in this order)::
     5 REMOVE  peer_id bytes[16]
     6 NAME    member_name string
     7 RENAME  name string
+    8 SEAL    (no body)                          (legacy spaces: ends CLAIMs)
 
 A string is a varuint byte length and that many bytes of UTF-8. Role codes:
 0 admin, 1 writer, 2 reader, 3 relay (holds ciphertext only; reserved for
@@ -54,7 +55,8 @@ left, if it is valid at that point:
   RENAME;
 * CREATE makes its author the space's first admin; CLAIM (legacy spaces,
   while *open*: no REMOVE applied yet) makes its author an admin if it is not
-  a member yet;
+  a member yet; SEAL (an admin, legacy spaces) closes a legacy space to
+  CLAIMs, as the first REMOVE does;
 * ADD needs a target that is not a member (it may have been removed: then it
   is added back); ROLE and REMOVE need a target that is a member; ROLE, NAME
   and RENAME must change something;
@@ -113,6 +115,7 @@ ROLE = 4
 REMOVE = 5
 NAME = 6
 RENAME = 7
+SEAL = 8
 KIND_NAMES = {
     CREATE: "create",
     CLAIM: "claim",
@@ -121,6 +124,7 @@ KIND_NAMES = {
     REMOVE: "remove",
     NAME: "name",
     RENAME: "rename",
+    SEAL: "seal",
 }
 _PRIORITY = {REMOVE: 0, ROLE: 1}
 
@@ -245,7 +249,7 @@ def _encode_unsigned(op: Op, ms: int) -> bytes:
         w.write_u8(ROLES.index(cast(Role, op.role)))
     elif kind == REMOVE:
         w.write_bytes(op.target)
-    else:
+    elif kind != SEAL:
         w.write_var_string(op.name)
     return w.to_bytes()
 
@@ -349,7 +353,7 @@ def _decode_fields(signed: bytes) -> tuple[Op, int]:
         role = _read_role(r)
     elif kind == REMOVE:
         target = r.read_bytes(PEER_ID_BYTES)
-    else:
+    elif kind != SEAL:
         name = _check_space_name(r.read_var_string())
     if not r.at_end():
         raise RosterError("bytes left over after the op")
@@ -378,7 +382,7 @@ def _sign_op(signer: Signer, kind: int, space_id: bytes, parents: Iterable[bytes
 class _State:
     """The roster state at one point of the replay."""
 
-    __slots__ = ("admins", "epoch", "legacy", "members", "name", "removed", "rotation")
+    __slots__ = ("admins", "epoch", "legacy", "members", "name", "removed", "rotation", "sealed")
 
     def __init__(self, legacy: bool) -> None:
         self.legacy = legacy
@@ -388,6 +392,7 @@ class _State:
         self.epoch = 0
         self.rotation = b""
         self.admins = 0
+        self.sealed = False
 
     def why_not(self, op: Op) -> str | None:
         """Why *op* would have no effect here, or None if it would apply."""
@@ -397,8 +402,8 @@ class _State:
         if kind == CLAIM:
             if not self.legacy:
                 return "only a legacy space is claimed"
-            if self.epoch:
-                return "the space is sealed: a member was removed"
+            if self.epoch or self.sealed:
+                return "the space is sealed"
             if op.author in self.members:
                 return "already a member"
             return None
@@ -413,6 +418,8 @@ class _State:
             return "the author is not an admin"
         if kind == RENAME:
             return "that is already the space's name" if op.name == self.name else None
+        if kind == SEAL:
+            return None if self.legacy and not self.sealed and not self.epoch else "the space is not open"
         target = self.members.get(op.target)
         if kind == ADD:
             return "already a member" if target is not None else None
@@ -454,6 +461,8 @@ class _State:
             self.removed.add(op.target)
             self.epoch += 1
             self.rotation = op.hash
+        elif kind == SEAL:
+            self.sealed = True
         elif kind == NAME:
             old = self.members[op.author]
             self.members[op.author] = Member(old.peer_id, old.sign_pub, old.role, op.member_name, old.since)
@@ -668,6 +677,11 @@ class Roster:
         self._member_signer(signer)
         return self._sign(signer, NAME, now, member_name=_check_member_name(member_name))
 
+    def sign_seal(self, signer: Signer, now: float) -> bytes:
+        """Close an open legacy space to CLAIMs."""
+        self._member_signer(signer)
+        return self._sign(signer, SEAL, now)
+
     def sign_rename(self, signer: Signer, name: str, now: float) -> bytes:
         self._member_signer(signer)
         return self._sign(signer, RENAME, now, name=_check_space_name(name))
@@ -695,7 +709,7 @@ class Roster:
     @property
     def open(self) -> bool:
         """A legacy space that no REMOVE has sealed yet: CLAIMs still count."""
-        return self.legacy and self._state.epoch == 0
+        return self.legacy and self._state.epoch == 0 and not self._state.sealed
 
     @property
     def epoch(self) -> int:

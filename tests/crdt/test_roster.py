@@ -187,7 +187,7 @@ def test_every_byte_flipped_is_refused_and_changes_nothing():
     "make, message",
     [
         (lambda sp, p: forge(A, NAME, sp, p, s("x"), version=2), "version"),
-        (lambda sp, p: forge(A, 8, sp, p, s("x")), "kind"),
+        (lambda sp, p: forge(A, 9, sp, p, s("x")), "kind"),
         (lambda sp, p: forge(A, 0, sp, p, s("x")), "kind"),
         (lambda sp, p: forge(A, NAME, sp, p, s("x") + b"\0"), "left over"),
         (lambda sp, p: forge(A, NAME, sp, p + p, s("x")), "duplicate"),
@@ -658,3 +658,19 @@ def test_max_ops():
     fresh = Roster(r.space_id)
     fresh.receive_many(r.ops())
     assert fresh.digest == r.digest and fresh.members == r.members
+
+
+def test_seal_closes_a_legacy_space_to_claims() -> None:
+    psk = bytes(range(32))
+    roster = Roster(legacy_space_id(psk), legacy=True)
+    roster.sign_claim(A, "a", 1.0)
+    assert roster.open
+    roster.sign_seal(A, 2.0)
+    assert not roster.open
+    with pytest.raises(RosterError, match="sealed"):
+        roster.sign_claim(B, "b", 3.0)
+    other = Roster(roster.space_id, legacy=True)
+    other.receive_many(roster.ops())
+    assert not other.open and set(other.members) == {A.peer_id}
+    with pytest.raises(RosterError, match="not open"):
+        other.sign_seal(A, 4.0)
