@@ -43,6 +43,11 @@ RESYNC_AFTER = 3.0
 
 BrowserId = int
 _STEP2 = bytes([ywire.MESSAGE_SYNC, ywire.SYNC_STEP2])
+_EMPTY_UPDATE_FRAME = 5  # sync, step 2, length 2, an update with no structs and no deletes
+
+
+def _carries_change(frame: bytes) -> bool:
+    return len(frame) >= 2 and frame[0] == ywire.MESSAGE_SYNC and frame[1] in (ywire.SYNC_UPDATE, ywire.SYNC_STEP2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,9 @@ class Browsers:
         self._held: dict[str, set[BrowserId]] = {}  # (3) per document, browsers with updates waiting
         self._paused: dict[BrowserId, float] = {}  # (6) browsers not read from, since when
         self.frames_refused = 0
+        # A reader's peer takes no change from its browsers (crdt.access).
+        self.read_only: Callable[[], bool] = lambda: False
+        self.changes_refused = 0
 
     def open(self, name: str) -> BrowserId:
         self._next += 1
@@ -154,6 +162,13 @@ class Browsers:
         if browser is None or not browser.inbox:
             return []
         frames, browser.inbox = browser.inbox, []
+        if self.read_only():
+            kept = [f for f in frames if not _carries_change(f)]
+            self.changes_refused += sum(1 for f in frames if f not in kept and len(f) > _EMPTY_UPDATE_FRAME)
+            browser.received += len(frames) - len(kept)
+            frames = kept
+            if not frames:
+                return [Acknowledge(conn, browser.received)]
         session = self.session(browser.name)
         found, error = session.receive_many(conn, frames)
         effects = self.integrate(browser.name, found, now)

@@ -103,6 +103,36 @@ class Load:
     name: str
 
 
+# -- effects of a space (crdt.access) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RosterChanged:
+    """New roster ops were accepted: store them (*ops*, parents first)."""
+
+    ops: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeysChanged:
+    keys: tuple[object, ...]  # crdt.access.SpaceKey
+
+
+@dataclass(frozen=True, slots=True)
+class InviteUsed:
+    token_hash: bytes
+    peer_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Something a peer sent was refused by its rights (logged, counted)."""
+
+    peer_id: bytes
+    what: str  # "edit" (a reader's change), "roster" (an op that does not verify), "link" (not a member)
+    detail: str
+
+
 Effect = (
     SendPeer
     | Dial
@@ -115,6 +145,10 @@ Effect = (
     | PauseLink
     | ResumeLink
     | Load
+    | RosterChanged
+    | KeysChanged
+    | InviteUsed
+    | Refused
 )
 
 

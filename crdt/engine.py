@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 from pycrdt import merge_updates
 
 from crdt import history, meta
+from crdt.access import Access
 from crdt.browsers import BrowserEffect, BrowserId, Browsers, CloseBrowser, SendBrowser
 from crdt.document import Change, Document
 from crdt.effects import AwarenessIn, DocChanged, DocCreated, LinkId, LinkLost
@@ -127,9 +128,12 @@ class Engine:
         documents: dict[str, Document] | None = None,
         session_gap: float = history.SESSION_GAP,
         summaries: dict[str, Summary] | None = None,
+        access: Access | None = None,
     ) -> None:
-        """*documents* are loaded; *summaries* are those that are not."""
-        self.node = Node(peer_id, listen, rng, new_client_id, config, documents, relay=False)
+        """*documents* are loaded; *summaries* are those that are not;
+        *access* is the space's rights (``crdt.access``)."""
+        self.node = Node(peer_id, listen, rng, new_client_id, config, documents, relay=False, access=access)
+        self.access = access
         self.config = self.node.config
         self.node.replicas.unloaded.update(summaries or {})
         self.rng = rng
@@ -140,6 +144,8 @@ class Engine:
         self.recorders: dict[str, history.Recorder] = {}
         self.histories: dict[str, history.History] = {}
         self.browsers = Browsers(self.session, self._session_effects)
+        if access is not None:
+            self.browsers.read_only = lambda: access.my_role not in ("admin", "writer")
         self._to_push: dict[tuple[str, object], list[bytes]] = {}  # (document, origin) -> updates (rule 2)
         # Documents whose sessions hold changes from peers (rule 2), in the
         # order they came: a set of strings would flush in an order that

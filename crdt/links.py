@@ -18,8 +18,9 @@ Rules kept here:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from crdt import peerwire as pw
 from crdt.effects import CloseLink, Effect, LinkId, SendPeer
@@ -93,6 +94,8 @@ class Links:
         self.listen = listen
         self.rng = rng
         self.by_id: dict[LinkId, Link] = {}
+        # What HELLO says about the space (crdt.access), per link.
+        self.hello_fields: Callable[[Link], dict[str, Any]] = lambda link: {}
 
     def __iter__(self) -> Iterator[Link]:
         return iter(self.by_id.values())
@@ -129,7 +132,8 @@ class Links:
         link.remote_id = remote_id
         link.nonce = self.rng.getrandbits(52)  # fits the 8-byte varints the codec reads
         self.by_id[link_id] = link
-        return self.send(link, pw.encode(pw.Hello(pw.VERSION, self.peer_id, self.listen, link.nonce)), now)
+        hello = pw.Hello(pw.VERSION, self.peer_id, self.listen, link.nonce, **self.hello_fields(link))
+        return self.send(link, pw.encode(hello), now)
 
     def remove(self, link_id: LinkId) -> Link | None:
         return self.by_id.pop(link_id, None)

@@ -15,6 +15,7 @@ The work is done by parts that each own one protocol's state:
 ``crdt.pushtree``   pushing changes at once, on a spanning tree (Plumtree)
 ``crdt.antientropy`` digests and syncs that repair what pushes lost
 ``crdt.membership`` known peers, dialling, shuffling, peer exchange
+``crdt.access``     the space: who may connect and write (the roster), keys
 ==================  ===================================================
 
 They read the shared link table and tell each other what happened through
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crdt import peerwire as pw
+from crdt.access import Access
 from crdt.antientropy import AntiEntropy
 from crdt.config import Config
 from crdt.document import Change, Document
@@ -96,9 +98,12 @@ class Node:
         config: Config | None = None,
         documents: dict[str, Document] | None = None,
         relay: bool = True,
+        access: Access | None = None,
     ) -> None:
         """With *relay* off, changes that came from links are not pushed on
-        here: the caller batches them with its own (``crdt.engine``)."""
+        here: the caller batches them with its own (``crdt.engine``). With
+        *access*, the node replicates that space and checks its rights;
+        without, every peer that connects may do everything."""
         if len(peer_id) != pw.PEER_ID_BYTES:
             raise ValueError("peer id must be 16 bytes")
         cfg = self.config = config or Config()
@@ -122,6 +127,10 @@ class Node:
             shuffle_interval=cfg.shuffle_interval, backoff=cfg.backoff,
         )  # fmt: skip
         self.known = self.membership.known
+        self.access = access
+        if access is not None:
+            access.bind(self.table, rng)
+            self.push.takes = access.takes_pushes
         # Messages waiting for documents being loaded (crdt.replicas rule 0), in order.
         self._parked: list[tuple[LinkId, Any, tuple[str, ...]]] = []
         self._parked_by_link: dict[LinkId, int] = {}
@@ -142,6 +151,10 @@ class Node:
             pw.Awareness: self.replicas.on_awareness,
             pw.Unavailable: self.antientropy.on_unavailable,
         }
+        if access is not None:
+            self._handlers[pw.Roster] = access.on_roster
+            self._handlers[pw.RosterHeads] = access.on_heads
+            self._handlers[pw.Keys] = access.on_keys
 
     def _emit(self, event: Event, now: float) -> list[Effect]:
         """Hand an event to every part that cares, in a fixed order."""
@@ -153,7 +166,9 @@ class Node:
             return self.membership.on_accepted(link, now) if link is not None else []
         if isinstance(event, LinkHello):
             link = self.links[event.link]
-            return self.membership.on_hello(link, event.kept, now) + self.antientropy.on_hello(link, event.kept, now)
+            effects = self.access.on_hello(link, now) if self.access is not None and event.kept else []
+            effects += self.membership.on_hello(link, event.kept, now)
+            return effects + self.antientropy.on_hello(link, event.kept, now)
         if isinstance(event, LinkGone):
             self.replicas.on_gone(event.link)
             effects = self.antientropy.on_gone(event.link.id, now) + self.push.on_gone(event, now)
@@ -238,7 +253,16 @@ class Node:
         if not link.ready:
             if not isinstance(msg, pw.Hello):
                 raise RemoteProtocolError("first message must be HELLO")
+            admitted: list[Effect] = []
+            if self.access is not None and msg.peer_id != self.peer_id:
+                if link.remote_id is not None and msg.peer_id != link.remote_id:
+                    raise RemoteProtocolError("HELLO names another peer than the one authenticated")
+                keep, admitted = self.access.admit(link, msg, now)
+                if not keep:
+                    link.closing = True
+                    return admitted
             outcome, effects = self.table.hello(link, msg)
+            effects = admitted + effects
             if outcome == "self":
                 self.membership.on_self(link)
                 return effects
@@ -247,6 +271,8 @@ class Node:
         handler = self._handlers.get(type(msg))
         if handler is None:
             raise RemoteProtocolError(f"{type(msg).__name__.upper()} is not expected on a link that said HELLO")
+        if self.access is not None and type(msg) in _WRITES and not self.access.may_write(link):
+            return self._refuse_write(link, msg)
         names = _documents_of(msg)
         if names:
             used = self.replicas.used
@@ -255,6 +281,26 @@ class Node:
             if any(self.replicas.needs_load(name) for name in names):
                 return self._park(link, msg, names)
         return handler(link, msg, now)
+
+    def _refuse_write(self, link: Link, msg: Any) -> list[Effect]:
+        """A change from a peer that may not write: dropped, and counted when
+        it is one it sent of itself (an answer to our SYNC_STEP1 is not)."""
+        assert self.access is not None
+        if isinstance(msg, pw.IHave):
+            return []
+        if isinstance(msg, pw.SyncStep2):
+            link.syncing.pop(msg.name, None)
+            self.access.count("answer")
+            return []
+        self.access.count("edit")
+        return self.access.refuse_edit(link, type(msg).__name__.upper())
+
+    # -- the space -------------------------------------------------------------
+
+    def space_changed(self, ops: tuple[bytes, ...], now: float, new_key: Any = None) -> list[Effect]:
+        """Roster ops signed here (``crdt.access.Access.signed``)."""
+        assert self.access is not None
+        return self.access.signed(ops, now, new_key)
 
     # -- documents that are not loaded (crdt.replicas rule 0) --------------------------
 
@@ -324,7 +370,8 @@ class Node:
 
     def tick(self, now: float) -> list[Effect]:
         return (
-            self.liveness.tick(now)
+            (self.access.tick(now) if self.access is not None else [])
+            + self.liveness.tick(now)
             + self.antientropy.tick(now)
             + self.membership.tick(now)
             + self.push.tick(now)
@@ -339,6 +386,7 @@ class Node:
             self.membership.next_deadline(now),
             self.push.next_deadline(),
             self.replicas.next_deadline() if self.table.any_ready() else float("inf"),
+            self.access.next_deadline(now) if self.access is not None else float("inf"),
         )
         if soonest == float("inf"):
             return now + 1.0
@@ -349,6 +397,10 @@ class Node:
 
     def peer_rows(self, now: float) -> list[PeerRow]:
         return peer_rows(self.table, self.liveness, self.known, self.replicas.held(), now)
+
+
+# What carries changes: taken from writers only (crdt.access).
+_WRITES = (pw.Update, pw.SyncStep2, pw.IHave)
 
 
 def _documents_of(msg: Any) -> tuple[str, ...]:

@@ -24,9 +24,11 @@ from crdt.names import is_valid_key
 MAGIC = b"MSHP"
 # 2 added IHAVE, PRUNE and GRAFT (lazy push); 3 gave documents a life (a
 # key, a name, the Trash, the forgotten: docs/protocol.md §9), DIGEST its
-# answer flag and added UNAVAILABLE. A peer of another version is told so in
+# answer flag and added UNAVAILABLE; 4 made a link belong to one space (HELLO
+# names the space, the peer's signing key and name, and an invite token) and
+# added ROSTER, ROSTER_HEADS and KEYS. A peer of another version is told so in
 # the reason its link is closed with, and never banned for it.
-VERSION = 3
+VERSION = 4
 
 # Hard limits. Each is far above honest use and keeps one link from making a
 # peer allocate without bound.
@@ -39,6 +41,16 @@ MAX_IHAVE_RANGES = 4096  # client ends and delete ranges named by one IHAVE
 MAX_GRAFT_DOCUMENTS = 1024  # documents asked for in one GRAFT
 PEER_ID_BYTES = 16
 HASH_BYTES = 16
+SPACE_ID_BYTES = 16
+SIGN_KEY_BYTES = 32  # an Ed25519 public key
+TOKEN_BYTES = 16  # an invite's secret
+MAX_MEMBER_NAME_BYTES = 64
+MAX_ROSTER_OPS = 10_000  # ops in one ROSTER (crdt.roster.MAX_OPS)
+MAX_ROSTER_OP_BYTES = 1024
+MAX_ROSTER_HEADS = 64
+MAX_KEYS = 256
+OP_HASH_BYTES = 32
+SPACE_KEY_BYTES = 32
 
 
 class T:
@@ -59,6 +71,9 @@ class T:
     PRUNE = 13
     GRAFT = 14
     UNAVAILABLE = 15
+    ROSTER = 16
+    ROSTER_HEADS = 17
+    KEYS = 18
 
 
 # Each type's name, lowercased, by number: a bounded label set for the
@@ -78,6 +93,10 @@ class Hello:
     peer_id: bytes
     listen: str  # "host:port" others can dial, or "" when it accepts no connections
     nonce: int = 0  # random per link: breaks the tie between two links to one peer
+    space: bytes = bytes(SPACE_ID_BYTES)  # the space this link is for
+    sign_key: bytes = bytes(SIGN_KEY_BYTES)  # the sender's Ed25519 public key (its roster entries)
+    name: str = ""  # the name the sender goes by
+    token: bytes = b""  # an invite's secret (empty, or TOKEN_BYTES): "add me"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +189,22 @@ class Graft:
     documents: tuple[tuple[str, bytes], ...]  # (name, state vector)
 
 
+@dataclass(frozen=True, slots=True)
+class Roster:
+    ops: tuple[bytes, ...]  # signed roster operations (crdt.roster), parents first
+
+
+@dataclass(frozen=True, slots=True)
+class RosterHeads:
+    heads: tuple[bytes, ...]  # the sender's roster heads
+    want: bool = False  # "I lack some of yours: send me what I lack"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    keys: tuple[tuple[int, bytes, bytes], ...]  # (epoch, id: the REMOVE op's hash or b"", key)
+
+
 Message = (
     Hello
     | Peers
@@ -186,6 +221,9 @@ Message = (
     | Prune
     | Graft
     | Unavailable
+    | Roster
+    | RosterHeads
+    | Keys
 )
 
 
@@ -233,7 +271,14 @@ def decode(frame: bytes) -> Message:
             )
         peer_id = _fixed(r, PEER_ID_BYTES)
         listen = _bounded_string(r, MAX_ADDRESS_BYTES, "address")
-        msg = Hello(version, peer_id, listen, r.read_varuint())
+        nonce = r.read_varuint()
+        space = _fixed(r, SPACE_ID_BYTES)
+        sign_key = _fixed(r, SIGN_KEY_BYTES)
+        name = _bounded_string(r, MAX_MEMBER_NAME_BYTES, "name")
+        token = r.read_var_bytes()
+        if len(token) not in (0, TOKEN_BYTES):
+            raise RemoteProtocolError("bad invite token")
+        msg = Hello(version, peer_id, listen, nonce, space, sign_key, name, token)
     elif kind == T.PEERS:
         n = r.read_varuint()
         if n > MAX_PEERS_PER_MESSAGE:
@@ -293,6 +338,38 @@ def decode(frame: bytes) -> Message:
         msg = Graft(tuple((_name(r), r.read_var_bytes()) for _ in range(n)))
     elif kind == T.UNAVAILABLE:
         msg = Unavailable(_name(r), _bounded_string(r, MAX_REASON_BYTES, "reason"))
+    elif kind == T.ROSTER:
+        n = r.read_varuint()
+        if n > MAX_ROSTER_OPS:
+            raise RemoteProtocolError("too many roster operations in one message")
+        ops = []
+        for _ in range(n):
+            size = r.read_varuint()
+            if size > MAX_ROSTER_OP_BYTES:
+                raise RemoteProtocolError("roster operation too large")
+            ops.append(r.read_bytes(size))
+        msg = Roster(tuple(ops))
+    elif kind == T.ROSTER_HEADS:
+        n = r.read_varuint()
+        if n > MAX_ROSTER_HEADS:
+            raise RemoteProtocolError("too many roster heads")
+        heads = tuple(_fixed(r, OP_HASH_BYTES) for _ in range(n))
+        flags = r.read_u8()
+        if flags > 1:
+            raise RemoteProtocolError("unknown roster flags")
+        msg = RosterHeads(heads, bool(flags))
+    elif kind == T.KEYS:
+        n = r.read_varuint()
+        if n > MAX_KEYS:
+            raise RemoteProtocolError("too many keys")
+        keys = []
+        for _ in range(n):
+            epoch = r.read_varuint()
+            key_id = r.read_var_bytes()
+            if len(key_id) not in (0, OP_HASH_BYTES):
+                raise RemoteProtocolError("bad key id")
+            keys.append((epoch, key_id, _fixed(r, SPACE_KEY_BYTES)))
+        msg = Keys(tuple(keys))
     else:
         raise RemoteProtocolError(f"unknown message type {kind}")
     if not r.at_end():
@@ -309,6 +386,10 @@ def encode(msg: Message) -> bytes:
         w.write_bytes(msg.peer_id)
         w.write_var_string(msg.listen)
         w.write_varuint(msg.nonce)
+        w.write_bytes(msg.space)
+        w.write_bytes(msg.sign_key)
+        w.write_var_string(msg.name.encode()[:MAX_MEMBER_NAME_BYTES].decode("utf-8", "ignore"))
+        w.write_var_bytes(msg.token)
     elif isinstance(msg, Peers):
         w.write_varuint(T.PEERS)
         w.write_varuint(len(msg.peers))
@@ -373,6 +454,24 @@ def encode(msg: Message) -> bytes:
         w.write_varuint(T.UNAVAILABLE)
         w.write_var_string(msg.name)
         w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))
+    elif isinstance(msg, Roster):
+        w.write_varuint(T.ROSTER)
+        w.write_varuint(len(msg.ops))
+        for op in msg.ops:
+            w.write_var_bytes(op)
+    elif isinstance(msg, RosterHeads):
+        w.write_varuint(T.ROSTER_HEADS)
+        w.write_varuint(len(msg.heads))
+        for head in msg.heads:
+            w.write_bytes(head)
+        w.write_u8(1 if msg.want else 0)
+    elif isinstance(msg, Keys):
+        w.write_varuint(T.KEYS)
+        w.write_varuint(len(msg.keys))
+        for epoch, key_id, key in msg.keys:
+            w.write_varuint(epoch)
+            w.write_var_bytes(key_id)
+            w.write_bytes(key)
     elif isinstance(msg, Bye):
         w.write_varuint(T.BYE)
         w.write_var_string(msg.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore"))

@@ -96,6 +96,9 @@ class PushTree:
         # Per document, the clock of each client up to which changes came
         # pushed (UPDATE), as opposed to synced (SYNC_STEP2).
         self._pushed: dict[str, dict[int, int]] = {}
+        # Whether a link takes pushed changes (crdt.access: a reader's peer
+        # pushes to readers only).
+        self.takes: Callable[[Link], bool] = lambda link: True
 
     # -- sending ------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class PushTree:
         data: bytes | None = None
         info = None
         for link in self.links:
-            if not link.live or peer_origin(link.id) == origin:
+            if not link.live or peer_origin(link.id) == origin or not self.takes(link):
                 continue
             if link.eager:
                 data = data or pw.encode(pw.Update(name, update))

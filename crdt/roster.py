@@ -473,7 +473,34 @@ class _State:
 
 def _replay(ops: dict[bytes, Op], legacy: bool) -> tuple[_State, list[bytes], list[bool]]:
     """Replay every op of *ops* (all parents present) in the deterministic
-    order; returns the state, the order and each op's effect."""
+    order; returns the state, the order and each op's effect.
+
+    In a legacy space, a CLAIM counts only if it is an ancestor of the op that
+    sealed the space (the first SEAL or REMOVE that took effect): a claim made
+    without knowing of the seal, however it sorts, has no effect."""
+    state, order, effects = _replay_once(ops, legacy, frozenset())
+    if not legacy:
+        return state, order, effects
+    seal = next((h for h, e in zip(order, effects, strict=True) if e and ops[h].kind in (SEAL, REMOVE)), None)
+    if seal is None:
+        return state, order, effects
+    before = _ancestors(ops, seal)
+    late = frozenset(h for h, e in zip(order, effects, strict=True) if e and ops[h].kind == CLAIM and h not in before)
+    return _replay_once(ops, legacy, late) if late else (state, order, effects)
+
+
+def _ancestors(ops: dict[bytes, Op], start: bytes) -> set[bytes]:
+    seen: set[bytes] = set()
+    stack = list(ops[start].parents)
+    while stack:
+        h = stack.pop()
+        if h not in seen:
+            seen.add(h)
+            stack.extend(ops[h].parents)
+    return seen
+
+
+def _replay_once(ops: dict[bytes, Op], legacy: bool, void: frozenset[bytes]) -> tuple[_State, list[bytes], list[bool]]:
     children: dict[bytes, list[bytes]] = {}
     waiting: dict[bytes, int] = {}
     ready: list[tuple[int, bytes]] = []
@@ -490,7 +517,7 @@ def _replay(ops: dict[bytes, Op], legacy: bool) -> tuple[_State, list[bytes], li
     while ready:
         _, h = heapq.heappop(ready)
         order.append(h)
-        effects.append(state.apply(ops[h]))
+        effects.append(h not in void and state.apply(ops[h]))
         for child in children.get(h, ()):
             waiting[child] -= 1
             if waiting[child] == 0:

@@ -27,6 +27,7 @@ node without this layer, so its runs stay replayable from their seed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -97,20 +98,31 @@ class SecureChannel:
     """One side of one link. Feed it every frame with :meth:`receive`; send
     what it returns. :attr:`remote_id` is set once :attr:`established`."""
 
-    def __init__(self, identity: Identity, initiator: bool) -> None:
+    def __init__(self, identity: Identity, initiator: bool, keys: Sequence[bytes] = ()) -> None:
+        """A responder given *keys* accepts a dialler that holds any one of
+        them (the spaces' keys): the first frame is tried with each, and
+        :attr:`chosen` says which authenticated it. Nothing of the others is
+        sent or learnt."""
         self.initiator = initiator
         self.established = False
         self.remote_id: bytes | None = None
-        self._noise = NoiseConnection.from_name(PROTOCOL)
-        self._noise.set_psks(identity.network_key)
-        self._noise.set_prologue(PROLOGUE)
-        self._noise.set_keypair_from_private_bytes(Keypair.STATIC, identity.private_key)
-        if initiator:
-            self._noise.set_as_initiator()
-        else:
-            self._noise.set_as_responder()
-        self._noise.start_handshake()
+        self._identity = identity
+        self._keys = list(keys) if keys and not initiator else [identity.network_key]
+        self.chosen: int | None = None if len(self._keys) > 1 else 0
+        self._noise = self._connection(self._keys[0])
         self._step = 0  # handshake messages seen or sent
+
+    def _connection(self, psk: bytes) -> NoiseConnection:
+        noise = NoiseConnection.from_name(PROTOCOL)
+        noise.set_psks(psk)
+        noise.set_prologue(PROLOGUE)
+        noise.set_keypair_from_private_bytes(Keypair.STATIC, self._identity.private_key)
+        if self.initiator:
+            noise.set_as_initiator()
+        else:
+            noise.set_as_responder()
+        noise.start_handshake()
+        return noise
 
     def start(self) -> list[bytes]:
         """The initiator's first frame (nothing for the responder)."""
@@ -141,7 +153,11 @@ class SecureChannel:
             if version != VERSION:
                 message = f"unsupported protocol version {version} (this peer speaks {VERSION})"
                 raise HandshakeRefused(message, "version")
-            noise.read_message(frame[r.pos :])
+            body = frame[r.pos :]
+            if len(self._keys) == 1:
+                noise.read_message(body)
+            else:
+                noise = self._noise = self._first_that_reads(body)
             self._step = 2
             return [bytes(noise.write_message(b""))]
         if self.initiator and self._step == 1:
@@ -157,6 +173,22 @@ class SecureChannel:
             self._established(state.rs.public_bytes)
             return []
         raise RemoteProtocolError("unexpected handshake message")
+
+    def _first_that_reads(self, body: bytes) -> NoiseConnection:
+        """The connection whose key authenticates message 1 (psk0 binds the
+        key into it, so only the right one does)."""
+        failure: Exception | None = None
+        for index, psk in enumerate(self._keys):
+            noise = self._connection(psk)
+            try:
+                noise.read_message(body)
+            except Exception as exc:  # noiseprotocol raises its own and cryptography's errors
+                failure = exc
+                continue
+            self.chosen = index
+            return noise
+        assert failure is not None
+        raise failure
 
     def _established(self, remote_public: bytes) -> None:
         if not self._noise.handshake_finished:

@@ -674,3 +674,30 @@ def test_seal_closes_a_legacy_space_to_claims() -> None:
     assert not other.open and set(other.members) == {A.peer_id}
     with pytest.raises(RosterError, match="not open"):
         other.sign_seal(A, 4.0)
+
+
+def test_a_claim_that_did_not_know_of_the_seal_has_no_effect() -> None:
+    """A key holder's CLAIM made as a root after the seal sorts before it in
+    the replay (it has no parents), and still counts for nothing."""
+    psk = bytes(range(32))
+    roster = Roster(legacy_space_id(psk), legacy=True)
+    roster.sign_claim(A, "a", 1.0)
+    roster.sign_seal(A, 2.0)
+    stale = Roster(roster.space_id, legacy=True)  # B never heard of anything
+    late = stale.sign_claim(B, "b", 3.0)
+    for order in ([late, *roster.ops()], [*roster.ops(), late]):
+        fresh = Roster(roster.space_id, legacy=True)
+        fresh.receive_many(order)
+        assert set(fresh.members) == {A.peer_id}
+        assert not fresh.open
+
+
+def test_a_claim_the_seal_knew_of_still_counts() -> None:
+    psk = bytes(range(32))
+    roster = Roster(legacy_space_id(psk), legacy=True)
+    roster.sign_claim(A, "a", 1.0)
+    roster.sign_claim(B, "b", 1.5)
+    roster.sign_seal(A, 2.0)
+    fresh = Roster(roster.space_id, legacy=True)
+    fresh.receive_many(list(reversed(roster.ops())))
+    assert set(fresh.members) == {A.peer_id, B.peer_id}
