@@ -378,6 +378,11 @@ class Engine:
         changes = history.record_authors(doc, {client: by}) + doc.edit_as(client, edits, "local")
         return self._session_effects(name, session.changed(changes), now)
 
+    def import_update(self, name: str, update: bytes, session: DocumentSession, now: float) -> list[Effect]:
+        """A whole document's state brought in here (a move from another space):
+        one change, stored and pushed like an edit of this peer."""
+        return self._session_effects(name, session.apply(update, "local"), now)
+
     def name_version(self, name: str, label: str, by: history.Author, now: float) -> tuple[str, list[Effect]]:
         effects = self.end_session(name, now)
         version_id, changes = history.name_version(self.session(name).document, label, by, self.wall())

@@ -111,6 +111,14 @@ def parse_join(text: str) -> tuple[str, str | None]:
     ``HOST:PORT`` of a peer that shares this peer's key. Returns (address,
     the invite's key or None). Raises ValueError with both rules."""
     if text.strip().startswith(INVITE_PREFIX):
+        where = text.strip()[len(INVITE_PREFIX) :].split("#", 1)[0].rstrip("/")
+        if "/" in where:  # a space's invite (server.spaces): the whole text travels on
+            from server.spaces import parse_space_invite
+
+            found = parse_space_invite(text)
+            if found is None:
+                raise ValueError(f"{INVITE_RULE}, or meshpad://HOST:PORT/SPACE#KEY.TOKEN for a space")
+            return found.address, text.strip()
         return parse_invite(text)
     try:
         return parse_address(text), None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,15 +17,29 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from crdt.errors import StoreError
+from crdt.limits import BanList
 from crdt.node import Config
 from crdt.store import Store
-from server import browser_ws, discovery, history_pages, identity, life_pages, metrics, pages, peer_pages, security
+from server import (
+    addresses,
+    browser_ws,
+    discovery,
+    history_pages,
+    identity,
+    life_pages,
+    metrics,
+    pages,
+    peer_pages,
+    security,
+    space_pages,
+)
 from server import peering as peering_module
 from server.assets import StaticFiles, asset_root
 from server.keys import BROWSER_SOCKETS, BROWSER_TOKEN, NETWORK_KEY, PEERING, RUNTIME, SETTINGS, STATIC, TEMPLATES
 from server.peering import Peering
 from server.runtime import Runtime
 from server.settings import Settings
+from server.spaces import SPACES, Space, Spaces, parse_space_invite
 from server.sqlite_store import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -92,6 +108,16 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return web.Response(text=f"Meshpad cannot read its store: {exc}", status=500)
 
 
+def member_name(settings: Settings) -> str:
+    """The name this peer goes by in its spaces (``--name``, else the login name)."""
+    if settings.name:
+        return settings.name
+    try:
+        return getpass.getuser()[:64]
+    except (KeyError, OSError):
+        return ""
+
+
 def create_app(settings: Settings, *, store: Store | None = None, config: Config | None = None) -> web.Application:
     """Build the peer's application. The store opens when the app starts
     (``SQLiteStore`` in ``settings.data_dir`` unless one is given)."""
@@ -118,7 +144,6 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     app[TEMPLATES] = env
     app[BROWSER_SOCKETS] = set()
 
-    joins = [address for address, _ in settings.join]
     app[NETWORK_KEY] = identity.network_key_text(settings.data_dir, settings.network_key, settings.invited_key)
     me = identity.load_identity(settings.data_dir, app[NETWORK_KEY])
     if settings.unload_after is not None or settings.max_loaded is not None:
@@ -129,41 +154,94 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
             max_loaded=settings.max_loaded if settings.max_loaded is not None else base.max_loaded,
         )
     gauges = app[metrics.METRICS] = metrics.Metrics()
-    runtime = Runtime(
-        lambda: store if store is not None else SQLiteStore(settings.data_dir),
-        peer_id=lambda: me.peer_id,
-        listen=settings.listen_address(),
-        config=config,
-        session_gap=settings.session_gap,
-        save_peers=lambda peers: identity.save_peers(settings.data_dir, peers),
-        on_commit=gauges.observe_commit,
-    )
-    peering = Peering(runtime, me)
+    spaces = app[SPACES] = Spaces(settings.data_dir, me.private_key, me.peer_id, member_name(settings), time.time)
+    shared_bans = BanList()
+
+    def build(space: Space) -> None:
+        first = not spaces.spaces or space is spaces.spaces[0]
+        given = store if (store is not None and first) else None
+        where = space.dir
+        space.runtime = Runtime(
+            (lambda: given) if given is not None else (lambda: SQLiteStore(where)),
+            peer_id=lambda: me.peer_id,
+            listen=settings.listen_address(),
+            config=config,
+            session_gap=settings.session_gap,
+            save_peers=lambda peers: identity.save_peers(where, peers),
+            on_commit=gauges.observe_commit,
+            access=space.access,
+            on_space=lambda effect: spaces.on_effect(space, effect),
+        )
+        space.peering = Peering(space.runtime, spaces.identity_for(space))
+        space.peering.bans = shared_bans
+        space.peering.enabled = not space.removed
+
+    spaces.load(app[NETWORK_KEY])
+    for space in spaces:
+        build(space)
+    spaces.build = build
+    runtime = spaces.first.runtime
+    peering = spaces.first.peering
     gauges.watch(runtime, peering)
     app[RUNTIME] = runtime
     app[PEERING] = peering
     where = discovery.plan(settings.discovery, settings.host, settings.advertise)
     lan = app[discovery.DISCOVERY] = discovery.Discovery(runtime, me.network_key, me.peer_id, settings.port, where)
+    supervisors: dict[Space, asyncio.Task[None]] = {}
 
-    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        await runtime.start()
-        runtime.gossip.restore_peers(identity.load_peers(settings.data_dir))
+    async def start_space(space: Space, joins: list[str]) -> None:
+        await space.runtime.start()
+        space.runtime.gossip.restore_peers(identity.load_peers(space.dir))
+        if space.join:
+            joins = [*joins, space.join["address"]]
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        supervisor = asyncio.create_task(peering.run(started, joins))
+        supervisor = asyncio.create_task(space.peering.run(started, joins))
         # Started, or failed before it could start: either way, do not hang.
         await asyncio.wait([started, supervisor], return_when=asyncio.FIRST_COMPLETED)
         if supervisor.done():
-            await runtime.stop()
+            await space.runtime.stop()
             supervisor.result()  # raises what stopped it
             raise RuntimeError("the peer links stopped while starting")
+        supervisors[space] = supervisor
+
+    async def stop_space(space: Space) -> None:
+        space.peering.stop()
+        supervisor = supervisors.pop(space, None)
+        if supervisor is not None:
+            await supervisor
+        await space.runtime.stop()
+
+    spaces.start = lambda space: start_space(space, [])
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        joined: dict[Space, list[str]] = {}
+        for address, invite in settings.join:
+            found = parse_space_invite(invite) if invite and invite.startswith(addresses.INVITE_PREFIX) else None
+            if found is not None:
+                target = spaces.join(found)  # built by spaces.build, started below
+                if target is not spaces.first:
+                    joined.setdefault(target, []).append(address)
+                    continue
+            joined.setdefault(spaces.first, []).append(address)
+        started: list[Space] = []
+        try:
+            for space in list(spaces):
+                await start_space(space, joined.get(space, []))
+                started.append(space)
+        except BaseException:
+            for space in reversed(started):
+                await stop_space(space)
+            raise
         await lan.start()
         try:
             yield
         finally:
             await lan.stop()
-            peering.stop()
-            await supervisor
-            await runtime.stop()
+            for space in list(spaces):
+                space.peering.stop()
+            for space in reversed(list(spaces)):
+                if space in supervisors or space.runtime.engine is not None:
+                    await stop_space(space)
 
     app.cleanup_ctx.append(runtime_ctx)
     if settings.metrics_address is not None:
@@ -180,13 +258,15 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     app.on_shutdown.append(browser_ws.close_all)
 
     async def close_links(app: web.Application) -> None:
-        peering.stop()  # inbound peer handlers end with their links, so shutdown does not wait on them
+        for space in spaces:  # inbound peer handlers end with their links, so shutdown does not wait on them
+            space.peering.stop()
 
     app.on_shutdown.append(close_links)
     pages.add_routes(app)
     peer_pages.add_routes(app)
     history_pages.add_routes(app)
     life_pages.add_routes(app)
+    space_pages.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
     app.router.add_get("/peer", peering_module.handle)
     app.router.add_get("/metrics", metrics.handle)

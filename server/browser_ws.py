@@ -14,8 +14,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from crdt.engine import CLOSE_DELETED
 from crdt.errors import InvalidName
 from crdt.names import validate_name
-from server.keys import BROWSER_SOCKETS, RUNTIME
-from server.runtime import Connection, DocumentGone
+from server.keys import BROWSER_SOCKETS
+from server.runtime import Connection, DocumentGone, Runtime
+from server.spaces import SPACES, SpaceError
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,18 @@ async def handle(request: web.Request) -> web.StreamResponse:
     (``server.security``) has checked its origin and token by then, and a
     plain GET (an ``<img>``, a no-cors fetch from another site) only gets 400."""
     try:
-        name = validate_name(request.match_info["name"])
+        space, raw = request.app[SPACES].resolve(request.match_info["name"])
+        name = validate_name(raw)
+    except SpaceError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from exc
     except InvalidName as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30.0, compress=False)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(text="this address takes a WebSocket (the y-websocket protocol), not a plain request")
-    runtime = request.app[RUNTIME]
+    runtime = space.runtime
+    if not runtime.writable and request.query.get("key") != "1" and not runtime.exists(name):
+        raise web.HTTPNotFound(text=f"no document {name!r} (and you may not make one in {space.name})")
     # ?key=1: the path names the document's key (the editor's, which follows
     # it through renames); else its name, as any y-websocket client gives it.
     if request.query.get("key") == "1":
@@ -59,7 +65,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(conn.outbox.pump(ws))
-            await _read(ws, conn, request)
+            await _read(ws, conn, runtime)
             conn.close("closed")
     finally:
         runtime.detach(conn)
@@ -67,8 +73,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Request) -> None:
-    runtime = request.app[RUNTIME]
+async def _read(ws: web.WebSocketResponse, conn: Connection, runtime: Runtime) -> None:
     readable = conn.readable  # cleared while the peer waits for the causes of this browser's updates
     while conn.close_reason is None:
         if not readable.is_set():
@@ -82,11 +87,11 @@ async def _read(ws: web.WebSocketResponse, conn: Connection, request: web.Reques
             runtime.receive(conn, msg.data)  # a refused frame closes conn, seen above
         elif msg.type == WSMsgType.TEXT:
             runtime.core.frames_refused += 1
-            log.warning("closing browser connection to %r from %s: text frame", conn.name, request.remote)
+            log.warning("closing browser connection to %r from %s: text frame", conn.name, conn.remote)
             conn.close("protocol error: binary frames only")
             break
         elif msg.type == WSMsgType.ERROR:
-            log.info("browser connection to %r from %s failed: %s", conn.name, request.remote, ws.exception())
+            log.info("browser connection to %r from %s failed: %s", conn.name, conn.remote, ws.exception())
             break
 
 

@@ -16,9 +16,9 @@ from aiohttp import web
 from crdt import history
 from crdt.errors import InvalidName
 from crdt.names import validate_name
-from server.keys import RUNTIME
 from server.pages import json_error, render
 from server.runtime import Runtime
+from server.spaces import SPACES, SpaceError
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,12 +37,19 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def _history(request: web.Request, *, html: bool = False) -> tuple[Runtime, str, history.History]:
-    runtime = request.app[RUNTIME]
+async def _history(
+    request: web.Request, *, html: bool = False, write: bool = False
+) -> tuple[Runtime, str, history.History]:
     try:
-        name = validate_name(request.match_info["name"])
+        space, raw = request.app[SPACES].resolve(request.match_info["name"])
+        name = validate_name(raw)
+    except SpaceError as exc:
+        raise _error(404, str(exc), html) from exc
     except InvalidName as exc:
         raise _error(400, str(exc), html) from exc
+    runtime = space.runtime
+    if write and not runtime.writable:
+        raise _error(403, f"you may read {space.name} but not change it (your role: {space.role or 'none'})", html)
     if not runtime.exists(name):
         raise _error(404, f"no document named {name!r}", html)
     await runtime.session(name)
@@ -52,7 +59,11 @@ async def _history(request: web.Request, *, html: bool = False) -> tuple[Runtime
 def _error(status: int, message: str, html: bool) -> web.HTTPException:
     if not html:
         return json_error(status, message)
-    classes: dict[int, type[web.HTTPException]] = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}
+    classes: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+    }
     return classes[status](text=f"{message}\n")
 
 
@@ -163,7 +174,7 @@ async def name_version(runtime: Runtime, name: str, label: object, by: history.A
 
 
 async def api_name_version(request: web.Request) -> web.Response:
-    runtime, name, _ = await _history(request)
+    runtime, name, _ = await _history(request, write=True)
     payload = await _payload(request)
     try:
         body = await name_version(runtime, name, payload.get("label"), _person(payload, runtime))
@@ -182,7 +193,7 @@ async def restore(runtime: Runtime, name: str, version_id: str, by: history.Auth
 
 
 async def api_restore(request: web.Request) -> web.Response:
-    runtime, name, _ = await _history(request)
+    runtime, name, _ = await _history(request, write=True)
     payload = await _payload(request)
     version_id = _version_id(request, payload.get("version"))
     try:
@@ -231,7 +242,7 @@ async def version_page(request: web.Request) -> web.Response:
 
 
 async def name_from_form(request: web.Request) -> web.Response:
-    runtime, name, _ = await _history(request, html=True)
+    runtime, name, _ = await _history(request, html=True, write=True)
     form = await request.post()
     try:
         await name_version(runtime, name, str(form.get("label") or ""), history.Author("", "", runtime.peer_hex))
@@ -241,7 +252,7 @@ async def name_from_form(request: web.Request) -> web.Response:
 
 
 async def restore_from_form(request: web.Request) -> web.Response:
-    runtime, name, _ = await _history(request, html=True)
+    runtime, name, _ = await _history(request, html=True, write=True)
     form = await request.post()
     version_id = _version_id(request, form.get("version"), html=True)
     try:

@@ -17,6 +17,7 @@ from server.history_pages import _payload, _person
 from server.keys import RUNTIME
 from server.pages import _iso, json_error, render
 from server.runtime import DocumentNotFound, NameTaken, Runtime
+from server.spaces import SPACES, SpaceError
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,6 +38,19 @@ def _name(raw: object) -> str:
         return validate_name(raw)
     except InvalidName as exc:
         raise json_error(400, str(exc)) from exc
+
+
+def _target(request: web.Request) -> tuple[Runtime, str]:
+    """The runtime and name a URL's ``{name}`` (``name`` or ``name@space``)
+    names; every route here changes the document, so a reader is refused."""
+    try:
+        space, raw = request.app[SPACES].resolve(request.match_info["name"])
+    except SpaceError as exc:
+        raise json_error(404, str(exc)) from exc
+    name = _name(raw)
+    if not space.runtime.writable:
+        raise json_error(403, f"you may read {space.name} but not change it (your role: {space.role or 'none'})")
+    return space.runtime, name
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -67,8 +81,7 @@ def trash_json(runtime: Runtime) -> list[dict[str, Any]]:
 
 
 async def api_delete(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     by = _person(await _body(request), runtime)
     try:
         await runtime.delete(name, by)
@@ -85,8 +98,7 @@ def _entry(runtime: Runtime, name: str) -> dict[str, Any]:
 
 
 async def api_rename(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     payload = await _body(request)
     new = _name(payload.get("name"))
     try:
@@ -103,12 +115,13 @@ async def api_rename(request: web.Request) -> web.Response:
 
 
 async def api_trash(request: web.Request) -> web.Response:
-    return web.json_response(trash_json(request.app[RUNTIME]))
+    spaces = request.app[SPACES]
+    rows = [dict(row, space=spaces.label(space)) for space in spaces for row in trash_json(space.runtime)]
+    return web.json_response(rows)
 
 
 async def api_restore(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     by = _person(await _body(request), runtime)
     try:
         restored = await runtime.undelete(name, by)
@@ -119,8 +132,7 @@ async def api_restore(request: web.Request) -> web.Response:
 
 
 async def api_forget(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     by = _person(await _body(request), runtime)
     try:
         await runtime.forget(name, by)
@@ -143,8 +155,7 @@ def _form_person(form: Any, runtime: Runtime) -> history.Author:
 
 
 async def form_delete(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     form = await request.post()
     try:
         await runtime.delete(name, _form_person(form, runtime))
@@ -154,8 +165,7 @@ async def form_delete(request: web.Request) -> web.Response:
 
 
 async def form_rename(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     form = await request.post()
     new = str(form.get("new_name") or "").strip()
     try:
@@ -173,8 +183,7 @@ async def form_rename(request: web.Request) -> web.Response:
 
 
 async def form_restore(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     form = await request.post()
     try:
         restored = await runtime.undelete(name, _form_person(form, runtime))
@@ -184,8 +193,7 @@ async def form_restore(request: web.Request) -> web.Response:
 
 
 async def form_forget(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = _name(request.match_info["name"])
+    runtime, name = _target(request)
     form = await request.post()
     if form.get("confirm") != name:
         return render(

@@ -23,6 +23,7 @@ from server.browser_ws import MAX_FRAME_BYTES
 from server.keys import PEERING, RUNTIME, STATIC, TEMPLATES
 from server.runtime import DocumentExists, DocumentNotFound, Runtime
 from server.security import CSP_HASHES, script_hash
+from server.spaces import SPACES, SpaceError
 
 # Largest text file accepted by import (and by POST /api/docs with "text").
 MAX_IMPORT_BYTES = 8 * 1024 * 1024
@@ -70,6 +71,7 @@ def json_error(status: int, message: str) -> web.HTTPException:
         )
     classes: dict[int, type[web.HTTPException]] = {
         400: web.HTTPBadRequest,
+        403: web.HTTPForbidden,
         404: web.HTTPNotFound,
         409: web.HTTPConflict,
     }
@@ -80,13 +82,16 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _doc_json(info: DocumentInfo) -> dict[str, Any]:
-    """``length`` counts Unicode code points; times are ISO 8601, UTC."""
+def _doc_json(info: DocumentInfo | Listed, space: str | None = None, ref: str | None = None) -> dict[str, Any]:
+    """``length`` counts Unicode code points; times are ISO 8601, UTC;
+    ``space`` is the document's space and ``ref`` how URLs name it."""
     return {
         "name": info.name,
         "length": info.length,
         "updated_at": _iso(info.updated_at),
         "created_at": _iso(info.created_at),
+        "space": info.space if isinstance(info, Listed) else space,
+        "ref": info.ref if isinstance(info, Listed) else (ref or info.name),
     }
 
 
@@ -114,6 +119,7 @@ class ListQuery:
     order: str = "asc"
     offset: int = 0
     limit: int | None = None
+    space: str = ""  # one space's documents only (its name or id); "": every space's
 
     @classmethod
     def parse(cls, query: Mapping[str, str], *, strict: bool, limit: int | None) -> ListQuery:
@@ -149,7 +155,7 @@ class ListQuery:
             return value
 
         offset = number("offset", 0) or 0
-        return cls(q, sort, order, offset, number("limit", limit))
+        return cls(q, sort, order, offset, number("limit", limit), query.get("space", "").strip()[:64])
 
 
 async def _listing(runtime: Runtime, query: ListQuery) -> tuple[list[DocumentInfo], int]:
@@ -193,6 +199,65 @@ async def _listing(runtime: Runtime, query: ListQuery) -> tuple[list[DocumentInf
     return [info(n) for _, n in ordered[query.offset : end]], total
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A row of the documents list: a document, its space, and how it is
+    written in links (``server.spaces``: ``name`` or ``name@space``)."""
+
+    name: str
+    length: int
+    created_at: float
+    updated_at: float
+    space: str
+    ref: str
+
+
+async def listing(request: web.Request, query: ListQuery) -> tuple[list[Listed], int]:
+    """:func:`_listing` over every space (or the one *query* names): each
+    space's first ``offset + limit`` rows, merged in the order asked."""
+    spaces = request.app[SPACES]
+    chosen = [spaces.find(query.space)] if query.space else list(spaces)
+    end = None if query.limit is None else query.offset + query.limit
+    wide = replace(query, offset=0, limit=end, space="")
+    rows: list[Listed] = []
+    total = 0
+    for space in chosen:
+        found, count = await _listing(space.runtime, wide)
+        total += count
+        label = spaces.label(space)
+        rows += [
+            Listed(i.name, i.length, i.created_at, i.updated_at, label, spaces.ref(space, i.name)) for i in found
+        ]
+    if len(chosen) > 1:
+        if query.sort == "name":
+            rows.sort(key=lambda r: (r.name, r.space), reverse=query.order == "desc")
+        else:
+            size = query.sort == "size"
+            rows.sort(key=lambda r: (r.length if size else r.updated_at, r.name), reverse=query.order == "desc")
+    return rows[query.offset : end], total
+
+
+def doc_target(request: web.Request, raw: object, *, html: bool) -> tuple[Runtime, str]:
+    """The runtime and the name of the document a URL names (``name`` or
+    ``name@space``); a space this peer is not in does not exist (404)."""
+    spaces = request.app[SPACES]
+    try:
+        space, name = spaces.resolve(str(raw))
+    except SpaceError as exc:
+        if html:
+            raise web.HTTPNotFound(
+                text=render(request, "error.html", status=404, title="No such document", message=str(exc)).text,
+                content_type="text/html",
+            ) from exc
+        raise json_error(404, str(exc)) from exc
+    return space.runtime, _name(request, name, html=html)
+
+
+def space_of(request: web.Request, runtime: Runtime) -> str:
+    spaces = request.app[SPACES]
+    return next(spaces.label(s) for s in spaces if s.runtime is runtime)
+
+
 # (seconds up to which, unit, seconds in the unit): the same steps as
 # static/docs.js, which refreshes what the page shows.
 _AGO_STEPS = (
@@ -224,6 +289,7 @@ def _list_url(query: ListQuery, **changes: Any) -> str:
         "q": q.q, "sort": q.sort if q.sort != "name" else "",
         "order": q.order if q.order != DEFAULT_ORDER[q.sort] else "", "offset": q.offset or "",
     }  # fmt: skip
+    params["space"] = q.space
     encoded = urllib.parse.urlencode({k: v for k, v in params.items() if v})
     return f"/?{encoded}" if encoded else "/"
 
@@ -259,7 +325,10 @@ async def index(
     a search is typed)."""
     runtime = request.app[RUNTIME]
     query = ListQuery.parse(request.query, strict=False, limit=PAGE_SIZE)
-    documents, total = await _listing(runtime, query)
+    try:
+        documents, total = await listing(request, query)
+    except SpaceError:
+        raise web.HTTPFound(_list_url(query, space="", offset=0)) from None
     partial = request.query.get("partial") == "1"
     if query.offset and query.offset >= total and total and not partial:
         last = (total - 1) // PAGE_SIZE * PAGE_SIZE
@@ -295,8 +364,7 @@ async def index(
 
 
 async def editor(request: web.Request) -> web.Response:
-    name = _name(request, request.match_info["name"], html=True)
-    runtime = request.app[RUNTIME]
+    runtime, name = doc_target(request, request.match_info["name"], html=True)
     if not runtime.exists(name):
         return _missing(request, runtime, name)
     static = request.app[STATIC]
@@ -307,10 +375,18 @@ async def editor(request: web.Request) -> web.Response:
     }  # fmt: skip
     importmap = json.dumps({"imports": {module: static.url(path) for module, path in modules.items()}})
     request[CSP_HASHES] = [script_hash(importmap)]
+    spaces = request.app[SPACES]
+    space = next(s for s in spaces if s.runtime is runtime)
     return render(
         request,
         "editor.html",
         name=name,
+        ref=spaces.ref(space, name),
+        space=spaces.label(space),
+        spaces_count=len(spaces),
+        role=space.role,
+        read_only=not runtime.writable,
+        removed=space.removed,
         key=runtime.key(name),
         name_rule=NAME_RULE,
         importmap=importmap,
@@ -324,7 +400,8 @@ async def create_from_form(request: web.Request) -> web.Response:
     typed = str(form.get("name", "")).strip()
     try:
         name = validate_name(typed)
-        await request.app[RUNTIME].create(name)
+        runtime = _creating_in(request, form.get("space"), html=True)
+        await runtime.create(name)
     except InvalidName as exc:
         return await index(request, status=400, problem=str(exc), form="create", typed=typed)
     except DocumentExists:
@@ -332,7 +409,7 @@ async def create_from_form(request: web.Request) -> web.Response:
             request, status=409, problem=f"A document named “{name}” already exists.", form="create", typed=typed,
             existing=name,
         )  # fmt: skip
-    raise web.HTTPSeeOther(f"/doc/{name}")
+    raise web.HTTPSeeOther(f"/doc/{_ref(request, runtime, name)}")
 
 
 async def import_file(request: web.Request) -> web.Response:
@@ -357,11 +434,12 @@ async def import_file(request: web.Request) -> web.Response:
         name = validate_name(typed) if typed else name_from_filename(urllib.parse.unquote(upload.filename))
     except InvalidName as exc:
         return await refuse(400, str(exc))
+    runtime = _creating_in(request, form.get("space"), html=True)
     try:
-        await request.app[RUNTIME].create(name, text)
+        await runtime.create(name, text)
     except DocumentExists:
         return await refuse(409, f"A document named “{name}” already exists: choose another name.", name)
-    raise web.HTTPSeeOther(f"/doc/{name}")
+    raise web.HTTPSeeOther(f"/doc/{_ref(request, runtime, name)}")
 
 
 def name_from_filename(filename: str) -> str:
@@ -378,8 +456,7 @@ def name_from_filename(filename: str) -> str:
 
 
 async def export(request: web.Request) -> web.Response:
-    name = _name(request, request.match_info["name"], html=True)
-    runtime = request.app[RUNTIME]
+    runtime, name = doc_target(request, request.match_info["name"], html=True)
     if not runtime.exists(name):
         return _missing(request, runtime, name, "/export")
     session = await runtime.session(name)
@@ -420,20 +497,22 @@ async def api_list(request: web.Request) -> web.Response:
         query = ListQuery.parse(request.query, strict=True, limit=None)
     except ValueError as exc:
         raise json_error(400, str(exc)) from exc
-    documents, total = await _listing(request.app[RUNTIME], query)
+    try:
+        documents, total = await listing(request, query)
+    except SpaceError as exc:
+        raise json_error(exc.status, str(exc)) from exc
     return web.json_response([_doc_json(i) for i in documents], headers={"X-Total-Count": str(total)})
 
 
 async def api_get(request: web.Request) -> web.Response:
-    name = _name(request, request.match_info["name"], html=False)
-    runtime = request.app[RUNTIME]
+    runtime, name = doc_target(request, request.match_info["name"], html=False)
     try:
         key = runtime.key(name)
     except DocumentNotFound as exc:
         missing = {"error": str(exc)} | ({"name": exc.moved_to} if exc.moved_to else {})
         raise web.HTTPNotFound(text=json.dumps(missing), content_type="application/json") from exc
     session = await runtime.session_of(key)
-    body = _doc_json(runtime.info(name))
+    body = _doc_json(runtime.info(name), space_of(request, runtime), _ref(request, runtime, name))
     body["text"] = session.document.text
     body["length"] = len(body["text"])
     return web.json_response(body)
@@ -452,12 +531,46 @@ async def api_create(request: web.Request) -> web.Response:
         raise json_error(400, '"text" must be a string')
     if len(text.encode("utf-8")) > MAX_IMPORT_BYTES:
         raise json_error(413, "text too large")
-    runtime = request.app[RUNTIME]
+    runtime = _creating_in(request, payload.get("space"), html=False)
     try:
         await runtime.create(name, text)
     except DocumentExists as exc:
         raise json_error(409, str(exc)) from exc
     await runtime.durable()  # 201 means it is on disk
-    body = _doc_json(runtime.info(name))
+    ref = _ref(request, runtime, name)
+    body = _doc_json(runtime.info(name), space_of(request, runtime), ref)
     body["text"] = text
-    return web.json_response(body, status=201, headers={"Location": f"/api/docs/{name}"})
+    return web.json_response(body, status=201, headers={"Location": f"/api/docs/{ref}"})
+
+
+def _ref(request: web.Request, runtime: Runtime, name: str) -> str:
+    spaces = request.app[SPACES]
+    return next(spaces.ref(s, name) for s in spaces if s.runtime is runtime)
+
+
+def _creating_in(request: web.Request, raw: object, *, html: bool) -> Runtime:
+    """The runtime of the space a new document goes in: the one named, else
+    the only one; a space this peer may not write in is refused (403)."""
+    spaces = request.app[SPACES]
+    if raw is None or raw == "":
+        writable = [s for s in spaces if s.runtime.writable]
+        if len(spaces) > 1 and len(writable) != 1:
+            message = f'say in which space: "space" is one of {", ".join(spaces.label(s) for s in writable)}'
+            if html:
+                raise web.HTTPBadRequest(text=message)
+            raise json_error(400, message)
+        space = writable[0] if writable else spaces.first
+    else:
+        try:
+            space = spaces.find(str(raw))
+        except SpaceError as exc:
+            if html:
+                raise web.HTTPNotFound(text=str(exc)) from exc
+            raise json_error(404, str(exc)) from exc
+    if not space.runtime.writable:
+        message = f"you may read {spaces.label(space)} but not write in it (your role: {space.role or 'none'})"
+        if html:
+            raise web.HTTPForbidden(text=message)
+        raise json_error(403, message)
+    runtime: Runtime = space.runtime
+    return runtime

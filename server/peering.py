@@ -35,6 +35,7 @@ from crdt.limits import CONNECTIONS_PER_ADDRESS, BanList
 from crdt.secure import CHUNK, TAG, HandshakeRefused, Identity, SecureChannel
 from server.outbox import AnyWebSocket, Outbox
 from server.runtime import Runtime
+from server.spaces import SPACES
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Peering:
         self._dial_errors: dict[str, str] = {}  # the last failure logged, per address
         self._stop_future: asyncio.Future[None] | None = None
         self._tls: set[str] = set()  # addresses last reached over TLS
+        self.enabled = True  # False once this peer was removed from the space: nothing is dialled
         runtime.network = self
 
     # -- life cycle --------------------------------------------------------
@@ -169,7 +171,7 @@ class Peering:
             link.send(data)
 
     def dial(self, address: str) -> None:
-        if self._tasks is not None and not self._stopping:
+        if self._tasks is not None and not self._stopping and self.enabled:
             self._tasks.create_task(self._dial(address))
 
     def close(self, link_id: int, reason: str) -> None:
@@ -247,10 +249,16 @@ class Peering:
             return f"more than {CONNECTIONS_PER_ADDRESS} links from one address"
         return None
 
-    async def serve(self, ws: AnyWebSocket, outbound: bool, address: str, host: str) -> None:
+    async def serve(
+        self, ws: AnyWebSocket, outbound: bool, address: str, host: str,
+        channel: SecureChannel | None = None, replies: list[bytes] | None = None,
+    ) -> None:  # fmt: skip
+        """Run one link. An inbound link whose first frame was already read
+        (to find its space: :func:`handle`) comes with its *channel* and the
+        *replies* to send."""
         self._next_link += 1
         link = PeerLink(
-            self._next_link, address, SecureChannel(self.identity, initiator=outbound), masked=outbound,
+            self._next_link, address, channel or SecureChannel(self.identity, initiator=outbound), masked=outbound,
             traffic=self.traffic,
         )  # fmt: skip
         self.links[link.id] = link
@@ -262,7 +270,7 @@ class Peering:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(link.outbox.pump(ws))
-                for frame in link.channel.start():
+                for frame in [*link.channel.start(), *(replies or [])]:
                     link.send_raw(frame)
                 failure = await self._handshake(ws, link, outbound, host)
                 opened = failure is None
@@ -310,6 +318,22 @@ class Peering:
             kind = exc.kind if isinstance(exc, HandshakeRefused) else kind
             self._refuse(link, host, f"handshake refused: {reason}", kind)
             return reason
+
+    def hold(self, host: str, delta: int) -> None:
+        count = self._per_address.get(host, 0) + delta
+        if count > 0:
+            self._per_address[host] = count
+        else:
+            self._per_address.pop(host, None)
+
+    def refuse_unrouted(self, host: str, reason: str, kind: str) -> None:
+        """A link refused before it was known which space it is for."""
+        self.refused += 1
+        self._count_refusal(kind)
+        until = self.bans.strike(host, self.runtime.now())
+        if until:
+            self.bans_started += 1
+        log.warning("refused link from %s (handshake refused: %s)", host, reason)
 
     def _count_refusal(self, kind: str) -> None:
         self.refusals[kind] = self.refusals.get(kind, 0) + 1
@@ -403,8 +427,11 @@ def closed_in_handshake(reason: str | None) -> str:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """``WS /peer``: a link opened by another peer."""
+    """``WS /peer``: a link opened by another peer, for one of this peer's
+    spaces: its first frame is tried with every space's keys, and the link
+    goes to the space whose key it holds (``server.spaces``)."""
     peering = request.app[PEERING]
+    spaces = request.app[SPACES]
     host = request.remote or ""
     refusal = peering.admit(host)
     if refusal is not None:
@@ -412,7 +439,33 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise web.HTTPTooManyRequests(text=refusal)
     ws = web.WebSocketResponse(max_msg_size=MAX_WIRE_FRAME, compress=False)
     await ws.prepare(request)
-    await peering.serve(ws, outbound=False, address=host, host=host)
+    peering.hold(host, 1)  # counts against the host's links until its space is known
+    try:
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            msg = await ws.receive()
+    except TimeoutError:
+        peering.refuse_unrouted(host, "handshake timed out", "timeout")
+        await ws.close(code=1008, message=b"protocol error: handshake refused: handshake timed out")
+        return ws
+    finally:
+        peering.hold(host, -1)
+    if msg.type != WSMsgType.BINARY:
+        if msg.type == WSMsgType.TEXT:
+            peering.refuse_unrouted(host, _not_binary(msg), "malformed")
+            await ws.close(code=1008, message=f"protocol error: {_not_binary(msg)}".encode())
+        return ws
+    candidates = spaces.handshake_keys()
+    channel = SecureChannel(peering.identity, initiator=False, keys=[key for _, key in candidates])
+    peering.wire_in += len(msg.data)
+    try:
+        replies, _ = channel.receive(msg.data)
+    except RemoteProtocolError as exc:
+        kind = exc.kind if isinstance(exc, HandshakeRefused) else "malformed"
+        peering.refuse_unrouted(host, str(exc), kind)
+        await ws.close(code=1008, message=f"protocol error: handshake refused: {exc}".encode()[:120])
+        return ws
+    space = candidates[channel.chosen or 0][0]
+    await space.peering.serve(ws, outbound=False, address=host, host=host, channel=channel, replies=replies)
     return ws
 
 

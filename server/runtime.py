@@ -28,9 +28,22 @@ from pycrdt import merge_updates
 
 from crdt import history as hist
 from crdt import meta, ywire
+from crdt.access import Access
 from crdt.browsers import Acknowledge, CloseBrowser, PauseBrowser, ResumeBrowser, SendBrowser
 from crdt.document import Document
-from crdt.effects import CloseLink, Dial, Load, PauseLink, PeersChanged, ResumeLink, SendPeer
+from crdt.effects import (
+    CloseLink,
+    Dial,
+    InviteUsed,
+    KeysChanged,
+    Load,
+    PauseLink,
+    PeersChanged,
+    Refused,
+    ResumeLink,
+    RosterChanged,
+    SendPeer,
+)
 from crdt.engine import Created, DocumentGone, Effect, Engine, Forget, NameTaken, Unload
 from crdt.engine import Store as StoreChange
 from crdt.errors import MeshpadError, StoreError, is_crdt_error
@@ -143,8 +156,12 @@ class Runtime:
         session_gap: float = hist.SESSION_GAP,
         save_peers: Callable[[list[tuple[str, str]]], None] = lambda peers: None,
         on_commit: Callable[[float], None] | None = None,
+        access: Access | None = None,
+        on_space: Callable[[object], None] = lambda effect: None,
     ) -> None:
         self._open_store = open_store
+        self.access = access  # the space this runtime replicates (crdt.access)
+        self._on_space = on_space
         self._peer_id = peer_id
         self._listen = listen
         self._clock = clock
@@ -204,7 +221,7 @@ class Runtime:
                     summaries[name] = summarise(doc)
         self.engine = Engine(
             self._peer_id(), self._listen, random.Random(secrets.randbits(64)), new_client_id, self._clock,
-            self._config, documents, self._session_gap, summaries,
+            self._config, documents, self._session_gap, summaries, self.access,
         )  # fmt: skip
         self.engine.node.blocked.update(self.damaged)
         for key in self.damaged:
@@ -246,6 +263,19 @@ class Runtime:
     @property
     def gossip(self) -> Node:
         return self.core.node
+
+    @property
+    def writable(self) -> bool:
+        """Whether this peer may change the space's documents (a reader's, or a
+        removed member's, may not)."""
+        return self.access is None or self.access.my_role in ("admin", "writer")
+
+    def import_state(self, key: str, update: bytes) -> None:
+        """Integrate *update* (a whole document's state, from another space)
+        into *key* as a change made here."""
+        engine = self.core
+        session = engine.session(key)
+        self.perform(engine.import_update(key, update, session, self.now()))
 
     @property
     def sessions(self) -> dict[str, DocumentSession]:
@@ -313,6 +343,8 @@ class Runtime:
                     (conn.readable.clear if isinstance(effect, PauseBrowser) else conn.readable.set)()
             elif isinstance(effect, (PauseLink, ResumeLink)) and network is not None:
                 network.pause(effect.link, isinstance(effect, PauseLink))
+            elif isinstance(effect, (RosterChanged, KeysChanged, InviteUsed, Refused)):
+                self._on_space(effect)
 
     def _arm(self) -> None:
         if self._stopping or self.engine is None:

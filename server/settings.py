@@ -68,6 +68,13 @@ def _file(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _member_name(text: str) -> str:
+    name = text.strip()
+    if not name or len(name.encode()) > 64 or any(ord(c) < 32 for c in name):
+        raise ValueError("a name has 1 to 64 bytes of UTF-8 and no control characters")
+    return name
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -119,6 +126,13 @@ OPTIONS: tuple[Option, ...] = (
         "prefer --join-file",
         addresses.parse_join,
         many=True,
+    ),
+    Option(
+        "name",
+        "--name",
+        "MESHPAD_NAME",
+        "the name this peer goes by in the member lists of its spaces (default: your login name)",
+        _member_name,
     ),
     Option(
         "join_file",
@@ -270,6 +284,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     metrics_address: tuple[str, int] | None = None  # (host, port): /metrics alone, unauthenticated
+    name: str | None = None  # in the spaces' member lists (None: the login name)
 
     def listen_address(self) -> str:
         """What this peer tells others to dial ("" when it accepts no links)."""
@@ -280,7 +295,7 @@ class Settings:
     @property
     def invited_key(self) -> str | None:
         """The network key of the invites given to join with, if any."""
-        keys = {key for _, key in self.join if key is not None}
+        keys = {key for _, key in self.join if key is not None and not key.startswith(addresses.INVITE_PREFIX)}
         if len(keys) > 1:
             raise SettingError("--join: the invites are for different networks (their keys differ)")
         return next(iter(keys), None)

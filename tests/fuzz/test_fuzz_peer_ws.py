@@ -40,6 +40,7 @@ from crdt import peerwire as pw
 from crdt.errors import RemoteProtocolError
 from crdt.lib0 import Reader, encode_varuint
 from crdt.limits import STRIKES_BEFORE_BAN
+from crdt.roster import legacy_space_id
 from crdt.secure import MAGIC, VERSION, Identity, SecureChannel
 from crdt.yupdate import decode_state_vector, parse_update
 from server.keys import PEERING
@@ -110,7 +111,7 @@ def is_genuine_first(frame: bytes, genuine: bytes) -> bool:
 
 
 def hello(identity: Identity) -> bytes:
-    return pw.encode(pw.Hello(pw.VERSION, identity.peer_id, "", 1))
+    return pw.encode(pw.Hello(pw.VERSION, identity.peer_id, "", 1, legacy_space_id(identity.network_key)))
 
 
 def creates_documents(plaintexts: list[bytes]) -> bool:

@@ -18,7 +18,8 @@ async def test_cursors_of_a_closed_link(client, bye: str | None, kept: bool) -> 
     engine = runtime.core
     now = runtime.now()
     engine.link_opened(900, False, "127.0.0.1", now)
-    engine.peer_frame(900, pw.encode(pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5)), now)
+    hello = pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5, runtime.access.roster.space_id)
+    engine.peer_frame(900, pw.encode(hello), now)
     cursor = ywire.awareness_update([ywire.AwarenessEntry(77, 1, '{"user":{"name":"Ada"}}')])
     engine.peer_frame(900, pw.encode(pw.Awareness("notes", cursor)), now)
     assert session.awareness_count() == 1

@@ -122,7 +122,8 @@ async def test_an_edit_typed_and_an_edit_from_another_peer_are_found(filled):
     [change] = remote.edit("remote", insert=" Also quinoa.", at=len(remote.text))
     engine, now = runtime.core, runtime.now()
     engine.link_opened(900, False, "127.0.0.1", now)
-    engine.peer_frame(900, pw.encode(pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5)), now)
+    hello = pw.Hello(pw.VERSION, b"\x07" * 16, "127.0.0.1:9", 5, runtime.access.roster.space_id)
+    engine.peer_frame(900, pw.encode(hello), now)
     runtime.perform(engine.peer_frame(900, pw.encode(pw.Update(key, change.update)), now))
     assert session.document.text.endswith("Also quinoa.")
     assert await names(filled, q="quinoa") == ["groceries"]  # at once: the search indexes changed texts first
@@ -162,7 +163,7 @@ async def test_the_plain_list_keeps_its_shape(filled):
     resp = await filled.get("/api/docs")
     body = await resp.json()
     assert isinstance(body, list) and [d["name"] for d in body] == sorted(TEXTS)
-    assert set(body[0]) == {"name", "length", "updated_at", "created_at"}
+    assert set(body[0]) == {"name", "length", "updated_at", "created_at", "space", "ref"}
     assert resp.headers["X-Total-Count"] == str(len(TEXTS))
     resp = await filled.get("/api/docs", params={"q": "apple", "limit": "1"})
     assert [d["name"] for d in await resp.json()] == ["Apple-pie"] and resp.headers["X-Total-Count"] == "2"
