@@ -129,7 +129,7 @@ class Access:
             "space": self.roster.space_id,
             "sign_key": self.signer.public_key,
             "name": self.member_name,
-            "token": self.token if (link.outbound and self.token and self.my_role is None) else b"",
+            "token": self.token if (link.outbound and self.token and self.roster.role(self.me) is None) else b"",
         }
 
     # -- links ---------------------------------------------------------------
@@ -196,15 +196,19 @@ class Access:
 
     def on_roster(self, link: Link, msg: pw.Roster, now: float) -> list[Effect]:
         before = self._rights()
+        heads, count = self.roster.heads, len(self.roster)
+        refused: list[Effect] = []
         try:
-            accepted = self.roster.receive_many(list(msg.ops))
+            raw = tuple(self._raw(h) for h in self.roster.receive_many(list(msg.ops)))
         except rs.RosterError as exc:
-            # What came before the bad op is kept (each verified alone); the link goes.
-            return [Refused(link.peer_id or b"", "roster", str(exc)), CloseLink(link.id, f"protocol error: {exc}")]
-        if not accepted:
-            return []
-        raw = tuple(self._raw(h) for h in accepted)
-        return [RosterChanged(raw), *self._flood(raw, link.id, now), *self._after_change(before, now)]
+            # What came before the bad op is kept (each verified alone): it is
+            # stored and passed on like any new op (the ops that are not the old
+            # heads' ancestors, parents first); the link goes.
+            raw = tuple(self.roster.ops_since(heads)) if len(self.roster) != count else ()
+            refused = [Refused(link.peer_id or b"", "roster", str(exc)), CloseLink(link.id, f"protocol error: {exc}")]
+        if not raw:
+            return refused
+        return [RosterChanged(raw), *self._flood(raw, link.id, now), *self._after_change(before, now), *refused]
 
     def on_heads(self, link: Link, msg: pw.RosterHeads, now: float) -> list[Effect]:
         effects: list[Effect] = []
