@@ -88,6 +88,7 @@ class Access:
         self.table: Links | None = None
         self.rng: random.Random | None = None
         self._by_hash: dict[bytes, bytes] = {}
+        self.forget_peer: Callable[[bytes], None] = lambda peer_id: None  # crdt.node: drop it from known peers
 
     def bind(self, table: Links, rng: random.Random) -> None:
         self.table = table
@@ -253,7 +254,10 @@ class Access:
         return {link.peer_id: self.role_of(link.peer_id) for link in self._table.ready() if link.peer_id}
 
     def _after_change(self, before: dict[bytes, rs.Role | None] | None, now: float) -> list[Effect]:
-        """Links whose peer is no longer a member are closed."""
+        """Links whose peer is no longer a member are closed, and removed
+        peers are forgotten (not dialled, not passed on in peer exchange)."""
+        for peer in self.roster.removed:
+            self.forget_peer(peer)
         effects: list[Effect] = []
         for link in self._table.ready():
             role = self.role_of(link.peer_id)
@@ -263,11 +267,13 @@ class Access:
         return effects
 
     def _flood(self, ops: tuple[bytes, ...], source: LinkId | None, now: float) -> list[Effect]:
+        # A peer just removed gets the op that removed it (then its link
+        # closes): its UI says so with a signed record, not a rumour.
         data = pw.encode(pw.Roster(ops))
         return [
             self._table.send(link, data, now)
             for link in self._table.ready()
-            if link.id != source and self.role_of(link.peer_id) is not None
+            if link.id != source and (self.role_of(link.peer_id) is not None or link.peer_id in self.roster.removed)
         ]
 
     def _raw(self, op_hash: bytes) -> bytes:

@@ -10,6 +10,7 @@ come back) until the list is full, when the longest-failing one goes first.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crdt import peerwire as pw
@@ -58,11 +59,13 @@ class KnownPeers:
         self.backoff = backoff
         self.by_address: dict[str, Known] = {}
         self.changed = False  # set when the persisted list should be rewritten
+        # Whether a peer may be known at all (crdt.access: not a removed member).
+        self.allowed: Callable[[bytes], bool] = lambda peer_id: True
 
     def add(self, address: str, peer_id: bytes | None = None) -> Known | None:
         """Learn an address (and maybe its peer id). Returns the entry, or
         None when it is this peer itself or the list is full of better ones."""
-        if not address or peer_id == self.own_id:
+        if not address or peer_id == self.own_id or (peer_id is not None and not self.allowed(peer_id)):
             return None
         entry = self.by_address.get(address)
         if entry is None:
@@ -79,6 +82,10 @@ class KnownPeers:
             entry.peer_id = peer_id
             self.changed = True
         return entry
+
+    def forget_peer(self, peer_id: bytes) -> None:
+        for entry in [k for k in self.by_address.values() if k.peer_id == peer_id]:
+            self.forget(entry.address)
 
     def forget(self, address: str) -> None:
         if self.by_address.pop(address, None) is not None:

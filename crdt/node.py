@@ -131,6 +131,8 @@ class Node:
         if access is not None:
             access.bind(self.table, rng)
             self.push.takes = access.takes_pushes
+            access.forget_peer = self.known.forget_peer
+            self.known.allowed = lambda peer_id: peer_id not in access.roster.removed
         # Messages waiting for documents being loaded (crdt.replicas rule 0), in order.
         self._parked: list[tuple[LinkId, Any, tuple[str, ...]]] = []
         self._parked_by_link: dict[LinkId, int] = {}

@@ -95,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the peer's data dir; env {OPTION['data_dir'].env}",
     )  # fmt: skip
     invite.add_argument(
+        "--space", default=None,
+        help="invite to this space only (its name or id): a one-time invite, valid 7 days; the person who joins "
+        "with it gets that space's documents and nothing of the others",
+    )  # fmt: skip
+    invite.add_argument(
+        "--read-only", dest="read_only", action="store_true",
+        help="with --space: the person who joins reads the documents and sees edits live, but cannot change them",
+    )  # fmt: skip
+    invite.add_argument(
         "--address", type=_typed(addresses.parse_address), default=None,
         help="HOST:PORT others should dial (default: what the running peer advertises, else this machine's "
         "addresses)",
@@ -381,6 +390,18 @@ def _invite(args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         _fail(f"no Meshpad peer data in {data_dir}: start a peer there first (`meshpad serve --data-dir {data_dir}`)")
     running = identity.running_peer(data_dir)
+    if args.read_only and args.space is None:
+        _fail("--read-only needs --space NAME: read-only members are per space")
+    if args.space is not None:
+        if running is None:
+            _fail(f"no peer is running with the data dir {data_dir}: start it first, then invite", 3)
+        body: dict[str, Any] = {"role": "reader" if args.read_only else "writer"}
+        if args.address is not None:
+            body["address"] = args.address
+        space = urllib.parse.quote(args.space, safe="")
+        answer = _ask(running, data_dir, f"/api/spaces/{space}/invites", body)
+        _print_invite(answer["invite"], answer["address"])
+        return 0
     if running is None:
         if args.address is None:
             _fail(
@@ -422,13 +443,13 @@ def _print_invite(invite: str, address: str) -> None:
         print(f"meshpad: {reach.warning}", file=sys.stderr)
 
 
-def _ask(running: dict[str, Any], data_dir: Path, path: str) -> dict[str, Any]:
-    """GET *path* from the peer running on *data_dir*, with its token."""
+def _ask(running: dict[str, Any], data_dir: Path, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET *path* (POST *body* to it) from the peer running on *data_dir*, with its token."""
     from server.commands import ApiError, RunningPeer
 
     peer = RunningPeer.find(data_dir)
     try:
-        answer = peer.request("GET", path)
+        answer = peer.request("GET", path) if body is None else peer.request("POST", path, body)
     except ApiError as exc:
         _fail(f"the peer running on {data_dir} answered {exc.status}: {exc}", EXIT_FAILED)
     finally:

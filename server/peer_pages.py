@@ -16,10 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
+from crdt.roster import legacy_space_id
+from crdt.secure import network_key_from_text
 from server import addresses
 from server.discovery import DISCOVERY
 from server.keys import NETWORK_KEY, RUNTIME, SETTINGS
 from server.pages import json_error, render
+from server.spaces import SPACES, parse_space_invite
 
 # How often the Peers page refreshes its table (static/peers.js reads it from the page).
 REFRESH_SECONDS = 2.0
@@ -122,17 +125,30 @@ async def peers_page(request: web.Request, *, error: str | None = None, typed: s
 # -- joining -----------------------------------------------------------------------------
 
 
-def _join(request: web.Request, text: object) -> str:
-    """Dial what a person gave; returns the address. Raises ValueError."""
+async def _join(request: web.Request, text: object) -> str:
+    """Dial what a person gave; returns the address. An invite to a space
+    this peer is not in yet joins that space; an old network invite of
+    another network adds that network as a space. Raises ValueError."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"give {JOIN_RULE}")
     address, key = addresses.parse_join(text)
-    if key is not None and key != request.app[NETWORK_KEY]:
-        raise ValueError(
-            "this invite is for another network: this peer can only join peers of its own network. "
-            "To join that network, run a peer with a new --data-dir and --join this invite"
-        )
-    runtime = request.app[RUNTIME]
+    spaces = request.app[SPACES]
+    space = spaces.first
+    if key is not None and key.startswith(addresses.INVITE_PREFIX):
+        invite = parse_space_invite(key)
+        assert invite is not None
+        known = spaces.by_id(invite.space)
+        space = spaces.join(invite)
+        if known is None:
+            await spaces.start(space)  # dials the invite's address with its token
+            return address
+        space.access.token = invite.token if space.access.joining else b""
+    elif key is not None and key != request.app[NETWORK_KEY]:
+        known = spaces.by_id(legacy_space_id(network_key_from_text(key)))
+        space = spaces.join_network(key)
+        if known is None:
+            await spaces.start(space)
+    runtime = space.runtime
     runtime.perform(runtime.core.join(address, runtime.now()))
     return address
 
@@ -143,7 +159,7 @@ async def api_connect(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise json_error(400, f'body must be JSON: {{"address": {JOIN_RULE}}}') from exc
     try:
-        address = _join(request, payload.get("address") if isinstance(payload, dict) else None)
+        address = await _join(request, payload.get("address") if isinstance(payload, dict) else None)
     except ValueError as exc:
         raise json_error(400, str(exc)) from exc
     return web.json_response({"address": address, "status": "dialling"}, status=202)
@@ -153,7 +169,7 @@ async def connect_from_form(request: web.Request) -> web.Response:
     form = await request.post()
     typed = str(form.get("address") or "")
     try:
-        _join(request, typed)
+        await _join(request, typed)
     except ValueError as exc:
         return await peers_page(request, error=str(exc), typed=typed)
     raise web.HTTPSeeOther("/peers")
