@@ -175,7 +175,15 @@ class Access:
     def _keys_to(self, link: Link, now: float) -> list[Effect]:
         if not self.keys or self.roster.role(link.peer_id or b"") is None:
             return []
-        keys = tuple((k.epoch, k.key_id, k.key) for k in sorted(self.keys.values(), key=lambda k: k.epoch))
+        # Only keys the wire carries (an id that is empty or an op hash): one the
+        # shell keeps under an id of its own stays here, as a peer would refuse it.
+        keys = tuple(
+            (k.epoch, k.key_id, k.key)
+            for k in sorted(self.keys.values(), key=lambda k: k.epoch)
+            if len(k.key_id) in (0, pw.OP_HASH_BYTES) and len(k.key) == pw.SPACE_KEY_BYTES
+        )
+        if not keys:
+            return []
         return [self._send(link, pw.Keys(keys[-pw.MAX_KEYS :]), now)]
 
     # -- rights ---------------------------------------------------------------
