@@ -182,7 +182,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     spaces.build = build
     runtime = spaces.first.runtime
     peering = spaces.first.peering
-    gauges.watch(runtime, peering)
+    gauges.watch(runtime, peering, spaces)
     app[RUNTIME] = runtime
     app[PEERING] = peering
     where = discovery.plan(settings.discovery, settings.host, settings.advertise)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -64,9 +65,10 @@ class Metrics:
         self._state = _State()
         self.registry.register(self._state)
 
-    def watch(self, runtime: Runtime, peering: Peering) -> None:
+    def watch(self, runtime: Runtime, peering: Peering, spaces: Any = None) -> None:
         self._state.runtime = runtime
         self._state.peering = peering
+        self._state.spaces = spaces
 
     def observe_commit(self, seconds: float) -> None:
         """A store commit took *seconds* (called on the store thread)."""
@@ -82,6 +84,7 @@ class _State(Collector):
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
         self.peering: Peering | None = None
+        self.spaces: Any = None  # server.spaces.Spaces
 
     def collect(self) -> Iterator[Metric]:
         runtime, peering = self.runtime, self.peering
@@ -90,6 +93,32 @@ class _State(Collector):
         yield from _engine_metrics(runtime)
         if peering is not None:
             yield from _peering_metrics(peering)
+        if self.spaces is not None:
+            yield from _space_metrics(self.spaces)
+
+
+def _space_metrics(spaces: Any) -> Iterator[Metric]:
+    """Over every space: how many, by this peer's role, and what peers sent
+    that their rights did not allow (no label names a space)."""
+    roles = GaugeMetricFamily("meshpad_spaces", "Spaces this peer is in, by its role", labels=["role"])
+    counts = {"admin": 0, "writer": 0, "reader": 0, "none": 0}
+    refused = {"edit": 0, "answer": 0, "link": 0, "roster": 0}
+    for space in spaces:
+        counts[space.role if space.role in counts else "none"] += 1
+        for what, n in space.access.refused.items():
+            refused[what] = refused.get(what, 0) + n
+    for role, n in counts.items():
+        roles.add_metric([role], n)
+    yield roles
+    family = CounterMetricFamily(
+        "meshpad_rights_refused",
+        "What peers sent that their rights in a space did not allow: a reader's change (edit), a reader's answer "
+        "to a sync (answer), a link of a non-member (link), a roster op that does not verify (roster)",
+        labels=["what"],
+    )
+    for what, n in refused.items():
+        family.add_metric([what], n)
+    yield family
 
 
 def _engine_metrics(runtime: Runtime) -> Iterator[Metric]:

@@ -348,7 +348,11 @@ async def index(
             ("desc" if query.order == "asc" else "asc") if sort == query.sort else DEFAULT_ORDER[sort]
         )) for sort in SORTS
     }  # fmt: skip
+    spaces = request.app[SPACES]
     context: dict[str, Any] = {
+        "spaces": [
+            {"name": spaces.label(s), "role": s.role, "writable": s.runtime.writable} for s in spaces
+        ],
         "documents": documents, "query": query, "pages": pages, "sorts": sorts,
         "inside": len(query.q) >= SEARCH_MIN_CHARS, "min_chars": SEARCH_MIN_CHARS, "max_query": MAX_QUERY,
         "self_url": _list_url(query), "now": runtime.wall(),

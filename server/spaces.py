@@ -570,6 +570,9 @@ class Spaces:
             "documents": documents,
             "status": space.status(),
             "epoch": space.roster.epoch,
+            "writable": runtime is not None and runtime.writable,
+            # What peers sent that their rights did not allow: counted, and logged.
+            "refused": dict(space.access.refused),
         }
 
     def members(self, space: Space) -> list[dict[str, Any]]:
