@@ -573,6 +573,11 @@ class Spaces:
             "writable": runtime is not None and runtime.writable,
             # What peers sent that their rights did not allow: counted, and logged.
             "refused": dict(space.access.refused),
+            # Bytes on this space's peer links (encrypted, WebSocket framing included).
+            "wire": {
+                "in": space.peering.wire_in if space.peering is not None else 0,
+                "out": space.peering.wire_out if space.peering is not None else 0,
+            },
         }
 
     def members(self, space: Space) -> list[dict[str, Any]]:
