@@ -31,6 +31,7 @@ from server import (
     pages,
     peer_pages,
     security,
+    space_html,
     space_pages,
 )
 from server import peering as peering_module
@@ -267,6 +268,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
     history_pages.add_routes(app)
     life_pages.add_routes(app)
     space_pages.add_routes(app)
+    space_html.add_routes(app)
     app.router.add_get("/ws/{name}", browser_ws.handle)
     app.router.add_get("/peer", peering_module.handle)
     app.router.add_get("/metrics", metrics.handle)

@@ -22,7 +22,7 @@ VENDOR_SHARED = "vendor/meshpad-shared-CKQRCD7L.js"
 # Files under static/ that pages may reference; anything else is not served.
 SERVED = (
     "editor.js", "history.js", "life.js", "docs.js", "peers.js", "style.css", "theme.js", "preview.js",
-    "markdown-commands.js", VENDOR_BUNDLE, VENDOR_EXTRAS, VENDOR_SHARED,
+    "markdown-commands.js", "space.js", VENDOR_BUNDLE, VENDOR_EXTRAS, VENDOR_SHARED,
 )  # fmt: skip
 # The vendor bundle's files import each other by relative paths, so they share
 # one URL prefix: the hash of all of them. (Under the prefix of each its own, a
