@@ -14,7 +14,8 @@ The pages and their states: the documents list empty and with documents;
 the editor connected (with a second person on another peer), and with its
 History panel open on a version; the history page; a version page with its
 changes; the Peers page alone and with a connected peer; the Trash empty and
-with an item whose "Delete forever" is open; the site's 404 page and the
+with an item whose "Delete forever" is open; the Spaces page; a space's
+page with two members and a removal's confirmation open; the site's 404 page and the
 page of a missing document (one in the Trash).
 """
 
@@ -211,6 +212,27 @@ async def trash_listed(browser, site: Site, scheme: str, errors: list[str]):
     return page
 
 
+async def spaces_list(browser, site: Site, scheme: str, errors: list[str]):
+    return await open_page(browser, site.a.url + "/spaces", scheme, errors=errors)
+
+
+async def space_members(browser, site: Site, scheme: str, errors: list[str]):
+    # The first space (open to the network key), with B as a member, and
+    # the confirmation of B's removal open.
+    page = await open_page(browser, site.a.url + "/spaces/main", scheme, errors=errors)
+
+    async def listed() -> bool:  # the page does not refresh itself: reloaded until B is on it
+        if await page.locator("table.members tbody tr").count() >= 2:
+            return True
+        await page.reload()
+        return False
+
+    await wait_for(listed, DEADLINE, what="B listed as a member of main", interval=0.2)
+    await page.click("table.members details.remove summary")
+    await until(page, "document.querySelector('table.members details.remove').open", "the confirmation open")
+    return page
+
+
 async def not_found(browser, site: Site, scheme: str, errors: list[str]):
     return await open_page(browser, site.a.url + "/no/such/page", scheme)  # its 404 is an expected console error
 
@@ -230,6 +252,8 @@ PAGES: dict[str, Setup] = {
     "peers-connected": peers_connected,
     "trash-empty": trash_empty,
     "trash": trash_listed,
+    "spaces": spaces_list,
+    "space": space_members,
     "404": not_found,
     "missing-document": missing_document,
 }
