@@ -11,6 +11,10 @@
 // list alone (GET /?…&partial=1) and swap it in, without reloading the
 // page: a search runs as it is typed (debounced), and the focus stays where
 // it was. Without script the same form and links load whole pages.
+//
+// Spaces: the list's Space filter, and the Space choice of the New document
+// and Import forms (the spaces this peer may write in), come with the page
+// when the peer gives them; else they are filled here from GET /api/spaces.
 function person () {
   try {
     const user = JSON.parse(localStorage.getItem('meshpad:user'))
@@ -63,7 +67,39 @@ setInterval(refreshTimes, 30_000)
 
 // -- search, sort and pages without reloading -----------------------------------
 
+// -- the spaces' choices ---------------------------------------------------------
+
+// Fill the selects from the peer's list of spaces (``spaces``: name, role,
+// writable): every space for the filter, the writable ones for the forms.
+export function fillSpaces (spaces, chosen = '') {
+  const writable = spaces.filter(s => s.writable)
+  const filter = document.getElementById('list-space')
+  if (filter) {
+    const current = filter.value || chosen
+    filter.replaceChildren(new Option('Every space', ''))
+    for (const s of spaces) {
+      filter.append(new Option(s.name + (s.role === 'reader' ? ' (read only)' : ''), s.name, false, s.name === current))
+    }
+    filter.value = spaces.some(s => s.name === current) ? current : ''
+    document.getElementById('list-space-choice').hidden = spaces.length < 2
+  }
+  for (const select of document.querySelectorAll('select[data-spaces="writable"]')) {
+    const pick = writable.some(s => s.name === chosen) ? chosen : (writable[0] ? writable[0].name : '')
+    select.replaceChildren(...writable.map(s => new Option(s.name, s.name, false, s.name === pick)))
+    select.value = pick
+    select.disabled = writable.length < 2
+    select.closest('[data-space-choice]').hidden = writable.length < 2
+  }
+}
+
 const form = document.getElementById('list-query')
+if (form && form.dataset.spacesKnown === 'false') {
+  const chosen = new URLSearchParams(location.search).get('space') || ''
+  fetch('/api/spaces', { cache: 'no-store' })
+    .then(resp => resp.ok ? resp.json() : Promise.reject(new Error('HTTP ' + resp.status)))
+    .then(spaces => fillSpaces(spaces, chosen))
+    .catch(() => {}) // the forms still work: the peer picks the space where it has one to pick
+}
 const status = document.getElementById('list-status')
 const SEARCH_DELAY = 250 // ms after the last key
 
@@ -71,6 +107,7 @@ if (form && status) {
   const box = form.elements.q
   const sort = form.elements.sort
   const order = form.elements.order
+  const space = document.getElementById('list-space')
   let controller = null
   let timer = null
 
@@ -82,6 +119,7 @@ if (form && status) {
     if (sort.value !== 'name') params.set('sort', sort.value)
     const fallback = sort.value === 'name' ? 'asc' : 'desc'
     if (order.value !== fallback) params.set('order', order.value)
+    if (space && space.value) params.set('space', space.value)
     const query = params.toString()
     return query ? `/?${query}` : '/'
   }
@@ -112,6 +150,11 @@ if (form && status) {
     // The form follows what a header link chose.
     if (sort.value !== fresh.dataset.sort) sort.value = fresh.dataset.sort
     if (order.value !== fresh.dataset.order) order.value = fresh.dataset.order
+    if (space && space.value !== fresh.dataset.space) space.value = fresh.dataset.space || ''
+    // A new document goes, by default, in the space the list shows.
+    for (const select of document.querySelectorAll('select[data-spaces="writable"]')) {
+      if ([...select.options].some(o => o.value === fresh.dataset.space)) select.value = fresh.dataset.space
+    }
     const address = fresh.dataset.url
     if (push) history.pushState({ list: address }, '', address)
     else history.replaceState({ list: address }, '', address)
@@ -135,6 +178,7 @@ if (form && status) {
     show(formUrl())
   })
   order.addEventListener('change', () => show(formUrl()))
+  if (space) space.addEventListener('change', () => show(formUrl()))
   form.addEventListener('submit', event => {
     event.preventDefault()
     clearTimeout(timer)
@@ -150,6 +194,7 @@ if (form && status) {
     if (!event.state || !event.state.list) return
     const params = new URL(event.state.list, location.href).searchParams
     box.value = params.get('q') || ''
+    if (space) space.value = params.get('space') || ''
     show(event.state.list)
   })
   history.replaceState({ list: document.getElementById('results').dataset.url }, '', location.href)

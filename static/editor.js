@@ -1,8 +1,13 @@
 // The Meshpad editor: CodeMirror 6 bound to a Yjs document that this page
 // keeps in the browser (and in IndexedDB), synchronised with this machine's
-// peer over the y-websocket protocol at /ws/{key}?key=1. The key is the
-// document's for good; its name may change while the page is open (see
-// life.js), so the connection, and this browser's copy, go by the key.
+// peer over the y-websocket protocol at /ws/{key}@{space}?key=1. The key is
+// the document's for good within its space; its name may change while the
+// page is open (see life.js), so the connection, and this browser's copy, go
+// by the key and the space (two spaces may hold the same key).
+//
+// A reader's editor (and a removed member's) is read-only from the start:
+// the text cannot be changed, the controls that change the document are
+// hidden, and the bar says why. Its cursor and the others' still show.
 //
 // "Saved" means the peer has written every edit of this page to disk: the
 // peer acknowledges frames with message 100 (see crdt/ywire.py), counting the
@@ -15,7 +20,7 @@ import {
   search, Compartment
 } from 'meshpad-vendor'
 import { setupHistory, authorColours } from 'meshpad-history'
-import { setupLife, CLOSE_DELETED } from 'meshpad-life'
+import { setupLife, CLOSE_DELETED, refPath } from 'meshpad-life'
 import { markdownEditing } from 'meshpad-markdown-commands'
 import { setupPreview } from 'meshpad-preview'
 
@@ -31,6 +36,10 @@ const PEER_SILENT_MS = 3000
 const PROBE_AFTER_MS = 5000
 const root = document.getElementById('editor')
 const key = root.dataset.key
+// The space: its id where the page was given it (it outlives a rename of
+// the space), else the name the peer gave it.
+const space = root.dataset.spaceId || root.dataset.space
+const readOnlyFromStart = root.dataset.readOnly === 'true'
 const maxDocumentBytes = Number(root.dataset.maxDocumentBytes)
 const maxFrameBytes = Number(root.dataset.maxFrameBytes)
 const statusEl = document.getElementById('status')
@@ -72,7 +81,36 @@ const user = loadUser()
 // -- the document ---------------------------------------------------------------
 const ydoc = new Y.Doc()
 const ytext = ydoc.getText('content')
-const local = new IndexeddbPersistence('meshpad:' + location.host + ':' + key, ydoc)
+// This browser's copy, in IndexedDB: "meshpad:HOST:KEY" for the peer's first
+// space (as before spaces, so nothing kept is lost), "meshpad:HOST:SPACEID:KEY"
+// for the others. Made once the space's id is known.
+let local = null
+storeName().then(name => {
+  if (name !== null) {
+    local = new IndexeddbPersistence(name, ydoc)
+    window.meshpad.local = local
+  }
+})
+
+async function storeName () {
+  const base = 'meshpad:' + location.host + ':'
+  if (root.dataset.firstSpace === 'true' || root.dataset.spacesCount === '1') return base + key
+  if (root.dataset.spaceId && root.dataset.firstSpace === 'false') return base + root.dataset.spaceId + ':' + key
+  // Not said by the page: the peer's list of spaces says (its first is the first).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const resp = await fetch('/api/spaces', { cache: 'no-store' })
+      if (!resp.ok) throw new Error('HTTP ' + resp.status)
+      const spaces = await resp.json()
+      const index = spaces.findIndex(s => s.id === root.dataset.spaceId || s.name === root.dataset.space)
+      if (index < 0) return null // this page's space is gone: keep nothing
+      return index === 0 ? base + key : base + spaces[index].id + ':' + key
+    } catch (err) {
+      // The peer is not reachable now: ask again shortly.
+      await new Promise(resolve => setTimeout(resolve, Math.min(30000, 500 * 2 ** attempt)))
+    }
+  }
+}
 
 let heardAt = Date.now() // when the peer last sent anything
 let unansweredSince = null // the first frame sent since then
@@ -117,7 +155,7 @@ class CountingWebSocket extends WebSocket {
 let unsavedUntil = Infinity
 
 const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws'
-const provider = new WebsocketProvider(wsUrl, key, ydoc, {
+const provider = new WebsocketProvider(wsUrl, refPath(key + '@' + space), ydoc, {
   params: { acks: '1', key: '1' },
   disableBc: true,
   WebSocketPolyfill: CountingWebSocket
@@ -189,6 +227,7 @@ function render () {
   const saved = unsavedUntil === null
   savedEl.dataset.saved = String(saved)
   let savedText
+  savedEl.hidden = readOnlyFromStart // nothing of this page's to save
   if (saved) savedText = 'saved on this peer'
   else if (deletedBecause !== null) savedText = 'not saved: kept in this browser'
   else if (tooLarge) savedText = 'not saved: the document is too large'
@@ -222,8 +261,16 @@ function stopDeleted (reason) {
   render()
 }
 
+// Read-only: nothing typed gets in, but the text still takes the focus, so
+// that keys move the cursor and select (Ctrl-A selects the text, not the
+// page) and the cursor is shown to the others.
+const readOnlyExtensions = [
+  EditorState.readOnly.of(true),
+  EditorView.editable.of(false),
+  EditorView.contentAttributes.of({ tabindex: '0', 'aria-readonly': 'true' })
+]
 function readOnly () {
-  view.dispatch({ effects: editing.reconfigure([EditorState.readOnly.of(true), EditorView.editable.of(false)]) })
+  view.dispatch({ effects: editing.reconfigure(readOnlyExtensions) })
 }
 
 function mib (bytes) {
@@ -278,6 +325,7 @@ document.querySelector('.bar [data-doc-path="/export"]').addEventListener('click
 document.getElementById('problem-discard').addEventListener('click', async () => {
   if (!window.confirm('Discard every change this browser holds that the peer has not saved? This cannot be undone.')) return
   provider.destroy()
+  if (local === null) return location.reload()
   await local.destroy()
   const request = indexedDB.deleteDatabase(local.name)
   request.onblocked = () => setText(document.getElementById('problem-text'),
@@ -334,7 +382,7 @@ const view = new EditorView({
       rectangularSelection(),
       highlightActiveLine(),
       highlightSelectionMatches(),
-      editing.of(keymap.of(yUndoManagerKeymap)),
+      editing.of(readOnlyFromStart ? readOnlyExtensions : keymap.of(yUndoManagerKeymap)),
       markdownEditing(),
       keymap.of([...defaultKeymap, ...searchKeymap, indentWithTab]),
       search({ top: true }),
@@ -347,10 +395,20 @@ const view = new EditorView({
 })
 
 const life = setupLife({
-  key, name: root.dataset.doc, ydoc, user, readOnly, isSynced: () => provider.synced
+  key,
+  name: root.dataset.doc,
+  ref: root.dataset.ref,
+  space: root.dataset.space,
+  spacesCount: Number(root.dataset.spacesCount || '1'),
+  firstSpace: root.dataset.firstSpace === 'true',
+  readOnlyFromStart,
+  ydoc,
+  user,
+  readOnly,
+  isSynced: () => provider.synced
 })
 const panes = document.getElementById('panes')
-const history = setupHistory({ name: life.name, ydoc, ytext, view, user, colours, editorEl: panes })
+const history = setupHistory({ ref: life.ref, ydoc, ytext, view, user, colours, editorEl: panes })
 const preview = setupPreview({
   view, ytext, panes, previewEl: document.getElementById('preview'), control: document.getElementById('view-choice')
 })
@@ -373,7 +431,8 @@ new ResizeObserver(() => {
 
 window.meshpad = {
   doc: ydoc, text: ytext, provider, local, view, undoManager, history, life, preview,
-  isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge, deleted: () => deletedBecause
+  isSaved: () => unsavedUntil === null, tooLarge: () => tooLarge, deleted: () => deletedBecause,
+  readOnly: () => readOnlyFromStart || deletedBecause !== null
 }
 render()
 renderPeople()

@@ -2,12 +2,13 @@
 // through them, a read-only view of one with what changed highlighted by
 // author, restore, naming), and the author colouring of the live text.
 //
-// The list and the versions come from the peer (/api/docs/{name}/...),
+// The list and the versions come from the peer (/api/docs/{ref}/...),
 // which reads them from the document's own history. Who wrote each
 // character is read here, from this page's copy of the document: its items
 // carry their client ids, and the root map "meshpad:authors" (replicated
 // with the text) says who is behind each.
 import { Decoration, ViewPlugin, RangeSetBuilder, decoding } from 'meshpad-vendor'
+import { refPath } from 'meshpad-life'
 
 const HISTORY = 'meshpad:history'
 const AUTHORS = 'meshpad:authors'
@@ -167,7 +168,7 @@ export function authorColours (ydoc, ytext) {
 
 // -- the panel -------------------------------------------------------------------
 
-export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl }) {
+export function setupHistory ({ ref, ydoc, ytext, view, user, colours, editorEl }) {
   const panel = document.getElementById('history-panel')
   const list = document.getElementById('history-list')
   const slider = document.getElementById('history-slider')
@@ -179,8 +180,9 @@ export function setupHistory ({ name, ydoc, ytext, view, user, colours, editorEl
   const toggle = document.getElementById('history-toggle')
   const authorsToggle = document.getElementById('authors-toggle')
   const nameForm = document.getElementById('name-form')
-  // *name* gives the document's name now: it follows renames.
-  const api = () => '/api/docs/' + encodeURIComponent(name())
+  // *ref* gives how URLs name the document now (name, or name@space): it
+  // follows renames.
+  const api = () => '/api/docs/' + refPath(ref())
   let versions = [] // newest first, as the peer lists them
   let shown = null // the version on screen, or null: live
 

@@ -9,6 +9,13 @@
 // the peer, the name the peer put in the page stands: this browser's own copy
 // may be older.
 //
+// URLs name the document by its ref: its name, or name@space where another
+// space holds the same name (server/spaces.py). A rename keeps the @space of
+// a ref that had it, and adds it on a peer of several spaces unless the
+// document is in the first one (a plain name means the first space's).
+//
+// A reader's editor (or a removed member's) has no Rename nor Delete.
+//
 // When the document is deleted (moved to the Trash, or deleted forever) the
 // peer closes the connection with CLOSE_DELETED and says who did it. The page
 // stops connecting and the editor becomes read-only; what this browser holds
@@ -17,7 +24,17 @@ export const CLOSE_DELETED = 4410 // crdt/engine.py
 const META = 'meshpad:meta'
 const NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/ // crdt/names.py
 
-export function setupLife ({ key, name, ydoc, user, isSynced, readOnly }) {
+// A ref as a URL path segment: its name and its space, each encoded.
+export function refPath (ref) {
+  const at = ref.lastIndexOf('@')
+  if (at < 0) return encodeURIComponent(ref)
+  return encodeURIComponent(ref.slice(0, at)) + '@' + encodeURIComponent(ref.slice(at + 1))
+}
+
+export function setupLife ({
+  key, name, ref = name, space = '', spacesCount = 1, firstSpace = false, readOnlyFromStart = false,
+  ydoc, user, isSynced, readOnly
+}) {
   const meta = ydoc.getMap(META)
   const nameEl = document.getElementById('docname')
   const renameToggle = document.getElementById('rename-toggle')
@@ -30,10 +47,14 @@ export function setupLife ({ key, name, ydoc, user, isSynced, readOnly }) {
   const deleteProblem = document.getElementById('delete-problem')
   const banner = document.getElementById('deleted')
   let current = name
+  // Whether URLs say the space: the page's ref did; after a rename, also on a
+  // peer of several spaces where this one may not be the first.
+  let qualified = ref.lastIndexOf('@') >= 0
+  const currentRef = () => qualified ? current + '@' + space : current
   let leaving = false // this page deleted the document and goes to the list
   let gone = null // why the document cannot be edited any more
 
-  const api = () => '/api/docs/' + encodeURIComponent(current)
+  const api = () => '/api/docs/' + refPath(currentRef())
 
   function nameInDocument () {
     const value = meta.get('name')
@@ -42,8 +63,9 @@ export function setupLife ({ key, name, ydoc, user, isSynced, readOnly }) {
 
   // -- the name ------------------------------------------------------------------
   function show (newName) {
+    if (newName !== current && spacesCount > 1 && !firstSpace && space) qualified = true
     current = newName
-    const path = '/doc/' + encodeURIComponent(newName)
+    const path = '/doc/' + refPath(currentRef())
     document.title = newName + ' · Meshpad'
     nameEl.textContent = newName
     for (const link of document.querySelectorAll('[data-doc-path]')) link.href = path + link.dataset.docPath
@@ -115,6 +137,11 @@ export function setupLife ({ key, name, ydoc, user, isSynced, readOnly }) {
     renameToggle.focus()
   })
 
+  if (readOnlyFromStart) {
+    renameToggle.hidden = true
+    deleteToggle.hidden = true
+  }
+
   deleteToggle.addEventListener('click', () => {
     if (!deleteConfirm.hidden) return openOnly(null)
     openOnly('delete')
@@ -145,7 +172,7 @@ export function setupLife ({ key, name, ydoc, user, isSynced, readOnly }) {
       return say(deleteProblem, 'Not deleted: ' + body.error)
     }
     const notice = '“' + deleting + '” was moved to the Trash.'
-    location.assign('/?' + new URLSearchParams({ notice, undo: deleting }))
+    location.assign('/?' + new URLSearchParams({ notice, undo: qualified ? deleting + '@' + space : deleting }))
   })
 
   for (const form of [renameForm, deleteConfirm]) {
@@ -177,6 +204,7 @@ export function setupLife ({ key, name, ydoc, user, isSynced, readOnly }) {
 
   return {
     name: () => current,
+    ref: currentRef,
     gone: () => gone,
     follow,
     deleted
