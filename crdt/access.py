@@ -227,14 +227,29 @@ class Access:
                 effects.append(self._send(link, pw.Roster(tuple(missing[start : start + pw.MAX_ROSTER_OPS])), now))
         if not msg.want and any(h not in self.roster for h in msg.heads):
             effects.append(self._send(link, pw.RosterHeads(tuple(self.roster.heads[: pw.MAX_ROSTER_HEADS]), True), now))
+        if missing:  # after the ops: the keys of the epochs they may start
+            effects += self._keys_to(link, now)
         return effects
 
     def on_keys(self, link: Link, msg: pw.Keys, now: float) -> list[Effect]:
+        """A member's keys: taken only for an epoch the roster holds (the id is
+        an applied REMOVE; the epoch is the roster's count of them), so what a
+        member sends cannot grow the keys (each tried at every inbound
+        handshake) past the roster's epochs. A key for a REMOVE not held yet
+        is asked for again: our heads (want) bring the op, then the key."""
         if self.roster.role(link.peer_id or b"") is None:
             return []  # only a member's keys are taken
-        fresh = [SpaceKey(e, i, k) for e, i, k in msg.keys if i not in self.keys]
-        if not fresh:
+        unknown = [i for _, i, _ in msg.keys if i not in self.keys]
+        if not unknown:
             return []
+        epochs: dict[bytes, int] = {}
+        for op, applied in self.roster.history():
+            if applied and op.kind == rs.REMOVE:
+                epochs[op.hash] = len(epochs) + 1
+        fresh = [SpaceKey(epochs[i], i, k) for _, i, k in msg.keys if i not in self.keys and i in epochs]
+        if not fresh:
+            heads = tuple(self.roster.heads[: pw.MAX_ROSTER_HEADS])
+            return [self._send(link, pw.RosterHeads(heads, True), now)]
         for key in fresh:
             self.keys[key.key_id] = key
         effects: list[Effect] = [KeysChanged(tuple(self.keys.values()))]
