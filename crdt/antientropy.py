@@ -18,6 +18,12 @@ Rules kept here (numbered as in ``docs/protocol.md`` §7.3):
    both ends open a new link with a round, and a returning peer must get
    what it missed once, not once per round.
 
+4. A quiet peer slows its rounds down: each round whose root is the one of
+   the round before, with no DIGEST found different since, doubles the wait
+   for the next, up to ``ae_idle_factor`` times ``ae_interval``; a change, a
+   different DIGEST or a new link brings it back to ``ae_interval``. Pushes
+   carry fresh changes at once, so an idle space spends almost nothing on
+   repair (a peer in ten idle spaces: ``docs/benchmarks.md``).
 5. A DIGEST whose root equals ours is answered with ours (flagged as an
    answer, which is never answered): both ends of the link then know it is
    in sync, which the Peers page shows.
@@ -63,19 +69,31 @@ class Stats:
 class AntiEntropy:
     def __init__(
         self, links: Links, replicas: Replicas, rng: random.Random, emit: Callable[[Event, float], list[Effect]],
-        interval: float, fanout: int, sync_timeout: float, fetch_window: int,
+        interval: float, fanout: int, sync_timeout: float, fetch_window: int, idle_factor: int = 1,
     ) -> None:  # fmt: skip
         self.links = links
         self.replicas = replicas
         self.rng = rng
         self.emit = emit
         self.interval = interval
+        self.idle_factor = max(1, idle_factor)
         self.fanout = fanout
         self.sync_timeout = sync_timeout
         self._next: float | None = None  # set, at a random phase, by the first link
         self._order: list[LinkId] = []  # links still due a round in this pass
         self.fetches = Fetches(fetch_window, sync_timeout)
         self.stats = Stats()
+        self._quiet = 0  # (4) rounds in a row that found nothing to do
+        self._last_root: bytes | None = None
+        self._stirred = False  # a DIGEST differed, or a link came, since the last round
+
+    def stir(self, now: float) -> None:
+        """(4) Something may need repair: rounds come at ae_interval again."""
+        self._stirred = True
+        if self._quiet:
+            self._quiet = 0
+            if self._next is not None:
+                self._next = min(self._next, now + self.interval)
 
     def digest(self) -> pw.Digest:
         return pw.Digest(self.replicas.root_digest(), len(self.replicas.documents))
@@ -89,6 +107,7 @@ class AntiEntropy:
             self._next = now + self.rng.random() * self.interval
         if not kept or not link.live:
             return []
+        self.stir(now)
         self.stats.rounds += 1
         return [self.links.send(link, pw.encode(self.digest()), now)]  # (3) a round on connect
 
@@ -118,6 +137,7 @@ class AntiEntropy:
             return effects
         self.stats.differed += 1
         link.all_in_sync = False
+        self.stir(now)
         if msg.answer:
             return effects  # something changed since: the next round finds what
         digest_of = self.replicas.digest_of
@@ -251,8 +271,11 @@ class AntiEntropy:
         ready = self.links.ready()
         if not ready or self._next is None or now < self._next:
             return effects
-        self._next = now + self.interval
-        data = pw.encode(self.digest())
+        root = self.replicas.root_digest()
+        self._quiet = self._quiet + 1 if (root == self._last_root and not self._stirred) else 0
+        self._last_root, self._stirred = root, False
+        self._next = now + self.interval * min(2 ** min(self._quiet, 8), self.idle_factor)
+        data = pw.encode(pw.Digest(root, len(self.replicas.documents)))
         partners = self._partners(min(self.fanout, len(ready)))
         self.stats.rounds += len(partners)
         return effects + [self.links.send(target, data, now) for target in partners]

@@ -15,10 +15,11 @@ class Config:
     active_target: int = 5  # links this peer keeps open (dials while below, sheds one per shuffle above)
     active_max: int = 8  # inbound links beyond this are refused with a peer sample
     known_limit: int = 256  # addresses remembered (the passive view)
-    ping_interval: float = 1.0  # a link that sent nothing this long gets a PING
-    suspect_after: float = 2.5  # silence before a link is shown as suspected
+    ping_interval: float = 2.0  # a link that sent nothing this long gets a PING
+    suspect_after: float = 3.5  # silence before a link is shown as suspected
     dead_after: float = 5.0  # silence before a link is closed and replaced
     ae_interval: float = 1.0  # one anti-entropy round this often (a "round" of gossip)
+    ae_idle_factor: int = 16  # a quiet peer's rounds slow down to this many ae_intervals apart (1: never)
     ae_fanout: int = 1  # links that get our digest each round (the next ones of the current pass)
     exchange_interval: float = 10.0  # peer exchange with one random link this often
     shuffle_interval: float = 30.0  # one link replaced by one to a random known peer this often

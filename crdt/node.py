@@ -120,7 +120,7 @@ class Node:
         self.push = PushTree(self.table, self.replicas, self._emit, enabled=cfg.push, lazy_interval=cfg.lazy_interval,
                              graft_after=cfg.graft_after, swap_after=cfg.swap_after)  # fmt: skip
         self.antientropy = AntiEntropy(self.table, self.replicas, rng, self._emit, cfg.ae_interval, cfg.ae_fanout,
-                                       cfg.sync_timeout, cfg.fetch_window)  # fmt: skip
+                                       cfg.sync_timeout, cfg.fetch_window, cfg.ae_idle_factor)  # fmt: skip
         self.membership = Membership(
             self.table, rng, active_target=cfg.active_target, active_max=cfg.active_max,
             known_limit=cfg.known_limit, exchange_interval=cfg.exchange_interval,
@@ -161,6 +161,7 @@ class Node:
     def _emit(self, event: Event, now: float) -> list[Effect]:
         """Hand an event to every part that cares, in a fixed order."""
         if isinstance(event, DocumentChanged):
+            self.antientropy.stir(now)
             effects = self.replicas.on_changed(event, now)
             return effects + self.push.on_changed(event, now) if self.relay else effects
         if isinstance(event, LinkAccepted):
@@ -198,6 +199,7 @@ class Node:
     def local_change(self, name: str, update: bytes, origin: object, now: float) -> list[Effect]:
         """A change integrated here (from a browser or a local edit): push
         it, and read again from links whose waiting updates it let in."""
+        self.antientropy.stir(now)
         return self.replicas.resume(name) + self.push.push(name, update, origin, now)
 
     def local_awareness(
@@ -274,7 +276,7 @@ class Node:
         if handler is None:
             raise RemoteProtocolError(f"{type(msg).__name__.upper()} is not expected on a link that said HELLO")
         if self.access is not None and type(msg) in _WRITES and not self.access.may_write(link):
-            return self._refuse_write(link, msg)
+            return self._refuse_write(link, msg, now)
         names = _documents_of(msg)
         if names:
             used = self.replicas.used
@@ -284,16 +286,20 @@ class Node:
                 return self._park(link, msg, names)
         return handler(link, msg, now)
 
-    def _refuse_write(self, link: Link, msg: Any) -> list[Effect]:
+    def _refuse_write(self, link: Link, msg: Any, now: float) -> list[Effect]:
         """A change from a peer that may not write: dropped, and counted when
-        it is one it sent of itself (an answer to our SYNC_STEP1 is not)."""
+        it is one it sent of itself (an answer to our SYNC_STEP1 is not).
+        A document asked of a reader (``crdt.fetches``) is asked of another
+        candidate at once: left asked there, the dropped answer would hold it
+        until the ask timed out, and back on the same link after it."""
         assert self.access is not None
         if isinstance(msg, pw.IHave):
             return []
         if isinstance(msg, pw.SyncStep2):
             link.syncing.pop(msg.name, None)
             self.access.count("answer")
-            return []
+            ae = self.antientropy
+            return ae._ask_all(ae.fetches.withdraw(link.id, msg.name), now)
         self.access.count("edit")
         return self.access.refuse_edit(link, type(msg).__name__.upper())
 

@@ -295,7 +295,7 @@ class Spaces:
         if legacy and not join and roster.open and roster.role(self.peer_id) is None:
             ops = (roster.sign_claim(self.signer, self.member_name, self.wall()),)
             write_ops(where / ROSTER_FILE, roster.ops())
-            log.info("claimed the open space %s as this peer's (%d ops)", space.name, len(ops))
+            log.debug("claimed the open space %s as this peer's (%d ops)", space.name, len(ops))
         return space
 
     def _save(self) -> None:

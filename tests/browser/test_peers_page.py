@@ -69,18 +69,23 @@ async def test_the_page_shows_and_copies_the_invite(browser, peer, page_errors):
     assert await page.evaluate("navigator.clipboard.readText()") == expected
 
 
-async def test_the_form_takes_an_invite_and_refuses_another_networks(browser, tmp_path, page_errors):
+async def test_the_form_takes_an_invite_and_another_networks_as_a_space(browser, tmp_path, page_errors):
     a = Peer(tmp_path / "a").start()
     b = Peer(tmp_path / "b").start()
     other = Peer(tmp_path / "other", env={"MESHPAD_NETWORK_KEY": "a network of its own"}).start()
     try:
         page = await open_peers(browser, b, page_errors)
-        await page.fill("input[name=address]", other.get("/api/invite")["invite"])
+        # An invite of another network adds that network to b as a space of its own.
+        await page.fill("input[name=address]", "meshpad://nonsense")
         await page.click("#connect button[type=submit]")
         error = await page.inner_text("#connect-error")
-        assert "another network" in error
+        assert "invite" in error
         # What was typed is still there to correct.
         assert (await page.input_value("input[name=address]")).startswith("meshpad://")
+        await page.fill("input[name=address]", other.get("/api/invite")["invite"])
+        await page.click("#connect button[type=submit]")
+        await page.wait_for_url(b.url + "/peers", timeout=DEADLINE)
+        assert len(b.get("/api/spaces")) == 2
         await page.fill("input[name=address]", a.get("/api/invite")["invite"])
         await page.click("#connect button[type=submit]")
         await page.wait_for_url(b.url + "/peers", timeout=DEADLINE)

@@ -231,7 +231,7 @@ def test_each_pass_of_anti_entropy_visits_every_link_once():
     rounds reach six different links (a random choice per round repeats one
     in 98% of passes)."""
     net = NodeNetwork()
-    hub = net.add("hub", quiet(active_target=6, ae_interval=1.0))
+    hub = net.add("hub", quiet(active_target=6, ae_interval=1.0, ae_idle_factor=1))
     for name in "abcdef":
         net.add(name, quiet())
         net.link("hub", name)
@@ -443,3 +443,29 @@ def test_a_silent_link_is_closed_once_and_replaced_at_once():
     assert [c.link for c in closes] == [link] and "silent" in closes[0].reason
     assert any(isinstance(e, Dial) and e.address == "c" for e in effects)
     assert a.next_deadline(now) > now + 0.5  # nothing due for the closing link
+
+
+def test_a_quiet_peer_slows_its_rounds_and_a_change_brings_them_back():
+    """(antientropy rule 4) Rounds that find nothing double the wait, up to
+    ae_idle_factor intervals; an edit makes the next round come within one."""
+    net = NodeNetwork()
+    a = net.add("a", quiet(ae_interval=1.0, ae_idle_factor=8))
+    net.add("b", quiet())
+    net.link("a", "b")
+    rounds: list[float] = []
+    while net.now < 120.0:
+        net.now = round(net.now + 0.05, 6)
+        effects = a.tick(net.now)
+        rounds += [net.now] * len(digests_sent(effects))
+        net.perform("a", effects)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(rounds)]
+    assert gaps[0] < 1.5 and max(gaps) > 7.5 and max(gaps) < 8.5, gaps
+    net.perform("a", a.edit("notes", net.now, insert="x"))
+    before = len(rounds)
+    start = net.now
+    while len(rounds) == before:
+        net.now = round(net.now + 0.05, 6)
+        effects = a.tick(net.now)
+        rounds += [net.now] * len(digests_sent(effects))
+        net.perform("a", effects)
+    assert rounds[-1] - start <= 1.05
