@@ -408,9 +408,8 @@ class Spaces:
                 space.access.token = invite.token
                 space.join = {"address": invite.address, "token": _b64(invite.token)}
                 self._save()
-            key = ac.SpaceKey(0, b"invite:" + invite.key[:8], invite.key)
-            if all(k.key != invite.key for k in space.access.keys.values()):
-                space.access.keys[key.key_id] = key
+            if space.joining and all(k.key != invite.key for k in space.access.keys.values()):
+                space.access.keys[b""] = ac.SpaceKey(0, b"", invite.key)  # what it dials with until KEYS come
                 write_keys(space.dir / KEYS_FILE, space.access.keys)
             return space
         where = self.data_dir / "spaces" / invite.space.hex()
