@@ -218,6 +218,25 @@ async def test_create_a_document_in_a_chosen_space(browser, peer, page_errors, t
     answer = ok(peer, "GET", "/api/docs/holidays")
     assert isinstance(answer, dict) and answer["space"] == "family"
 
+    # Renamed from its editor to a name main holds too, it stays in its
+    # space, and the page names it with its space from then on.
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url.removeprefix(peer.url)))
+    await page.click("#rename-toggle")
+    await page.fill("#rename-input", "plans")
+    await page.locator("#rename-form").get_by_role("button", name="Rename").click()
+    await until(page, "location.pathname === '/doc/plans@family'", "the address to follow the rename")
+    assert "/api/docs/holidays/rename" in asked  # (the only "holidays")
+    assert await page.get_attribute("[data-doc-path='/export']", "href") == "/doc/plans@family/export"
+    assert names_in(peer, "family") == ["groceries", "plans", "recipes"]
+    assert text_on(peer, "plans") == "# plans of main\n"  # main's, untouched
+    # The history panel reads the family's through its ref.
+    await page.click("#history-toggle")
+    shown = "!!document.querySelector('#history-list li') || document.getElementById('history-status').textContent"
+    await until(page, shown, "the history of plans@family")
+    assert "/api/docs/plans@family/history" in asked
+    assert "cannot be read" not in (await page.text_content("#history-status") or "")
+
     # And in main when main is chosen.
     await page.goto(peer.url + "/")
     await page.locator("#create select[name=space]").select_option("main")
