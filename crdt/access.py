@@ -107,7 +107,8 @@ class Access:
 
     @property
     def my_role(self) -> rs.Role | None:
-        return self.role_of(self.me)
+        """This peer's role (None while joining: it may change nothing yet)."""
+        return None if self.joining else self.role_of(self.me)
 
     def role_of(self, peer_id: bytes | None) -> rs.Role | None:
         if peer_id is None:
@@ -210,6 +211,7 @@ class Access:
         try:
             raw = tuple(self._raw(h) for h in self.roster.receive_many(list(msg.ops)))
         except rs.RosterError as exc:
+            self.count("roster")
             # What came before the bad op is kept (each verified alone): it is
             # stored and passed on like any new op (the ops that are not the old
             # heads' ancestors, parents first); the link goes.

@@ -176,6 +176,7 @@ def create_app(settings: Settings, *, store: Store | None = None, config: Config
         space.peering = Peering(space.runtime, spaces.identity_for(space))
         space.peering.bans = shared_bans
         space.peering.enabled = not space.removed
+        space.peering.closed_by_peer = lambda reason: spaces.refused(space, reason)
 
     spaces.load(app[NETWORK_KEY])
     for space in spaces:

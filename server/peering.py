@@ -23,6 +23,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -136,6 +137,7 @@ class Peering:
         self._stop_future: asyncio.Future[None] | None = None
         self._tls: set[str] = set()  # addresses last reached over TLS
         self.enabled = True  # False once this peer was removed from the space: nothing is dialled
+        self.closed_by_peer: Callable[[str], None] = lambda reason: None  # server.spaces: "removed from this space"
         runtime.network = self
 
     # -- life cycle --------------------------------------------------------
@@ -360,6 +362,11 @@ class Peering:
             await link.readable.wait()  # cleared while its updates wait for causes coming on other links
             msg = await ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                reason = msg.extra if msg.type == WSMsgType.CLOSE and isinstance(msg.extra, str) else ""
+                if reason:
+                    # Why the other side closed (not authenticated: shown, never acted on).
+                    link.close(f"closed by the peer: {reason[:200]}")
+                    self.closed_by_peer(reason)
                 return
             if link.close_reason is not None:
                 return

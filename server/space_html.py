@@ -33,6 +33,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/spaces/{space}", space_page)
     app.router.add_post("/spaces/{space}/invite", invite_from_form)
     app.router.add_post("/spaces/{space}/seal", seal_from_form)
+    app.router.add_post("/spaces/{space}/rename", rename_from_form)
     app.router.add_post("/spaces/{space}/members/{peer}", role_from_form)
     app.router.add_post("/spaces/{space}/members/{peer}/remove", remove_from_form)
 
@@ -133,6 +134,8 @@ async def space_page(
         problem=problem,
         api=f"/api/spaces/{label}",
         base=f"/spaces/{label}",
+        name_rule=SPACE_NAME_RULE,
+        max_name=MAX_SPACE_NAME,
     )
 
 
@@ -176,6 +179,21 @@ async def seal_from_form(request: web.Request) -> web.Response:
     space = _find(request)
     try:
         spaces.seal(space)
+    except SpaceError as exc:
+        return await _refused(request, exc)
+    raise web.HTTPSeeOther(f"/spaces/{spaces.label(space)}")
+
+
+async def rename_from_form(request: web.Request) -> web.Response:
+    spaces = request.app[SPACES]
+    space = _find(request)
+    typed = str((await request.post()).get("name", "")).strip()
+    try:
+        validate_name(typed)
+        spaces.rename(space, typed)
+    except InvalidName:
+        problem = f"“{typed}” is not a space name: {SPACE_NAME_RULE}." if typed else "Give the space a name."
+        return await space_page(request, status=400, problem=problem)
     except SpaceError as exc:
         return await _refused(request, exc)
     raise web.HTTPSeeOther(f"/spaces/{spaces.label(space)}")

@@ -205,6 +205,9 @@ class Space:
     runtime: Any = None  # server.runtime.Runtime
     peering: Any = None  # server.peering.Peering
     last_seen: dict[bytes, float] = field(default_factory=dict)  # peer id -> wall time its link was last up
+    # Why a member closed a link of ours, when it says we were removed (told
+    # in a WebSocket close: shown, not trusted like the signed roster).
+    refused_as: str | None = None
 
     @property
     def hex(self) -> str:
@@ -228,8 +231,9 @@ class Space:
 
     @property
     def removed(self) -> bool:
-        """This peer was removed: it keeps what it had, and gets nothing new."""
-        return self.access.me in self.roster.removed
+        """This peer was removed (the roster it holds says so, or a member
+        refused it as removed): it keeps what it had, and gets nothing new."""
+        return self.access.me in self.roster.removed or self.refused_as is not None
 
     def status(self) -> str:
         if self.joining:
@@ -550,6 +554,12 @@ class Spaces:
         elif isinstance(effect, Refused):
             level = logging.WARNING if effect.what in ("edit", "roster") else logging.INFO
             log.log(level, "space %s: refused from peer %s: %s", space.name, effect.peer_id.hex(), effect.detail)
+
+    def refused(self, space: Space, reason: str) -> None:
+        """A member closed our link with *reason*."""
+        if "removed from this space" in reason and space.refused_as is None:
+            space.refused_as = reason
+            log.warning("a member of %s refuses this peer: %s", space.name, reason)
 
     def _rekey(self, space: Space) -> None:
         if space.peering is not None:
