@@ -2,7 +2,8 @@
 // without reloading where they can. A form says what it calls in
 // data-api ("METHOD URL") and what follows in data-then: "role" (a
 // member's role changed: say so), "invite" (show the invite to copy) or
-// "reload" (a removal or a seal: the page shows the space as it is now).
+// "reload" (a removal or a seal: the page shows the space as it is now),
+// "renamed" (the page of the space under its new name).
 // Without script the same forms post to the page's own handlers.
 const problem = document.getElementById('space-problem')
 const status = document.getElementById('space-status')
@@ -64,6 +65,9 @@ const then = {
     field.focus()
     field.select()
     problem.hidden = true
+  },
+  renamed (form, answer) {
+    location.assign('/spaces/' + encodeURIComponent(answer.name))
   },
   reload () {
     location.reload()

@@ -172,8 +172,10 @@ async def test_removing_a_member_says_what_it_does(browser, alice_and_bob, tmp_p
     await row.locator("details.remove summary").click()
     question = await row.locator("form.confirm").inner_text()
     assert "The space gets a new key; bob keeps the copies it has, and receives no new change" in question
-    await row.locator("form.confirm button.danger").click()
-    await until(page, f"!document.querySelector(\"tr[data-peer='{b_id}']\")")
+    # Done, the page loads again and shows the space as it is now.
+    async with page.expect_navigation(timeout=DEADLINE):
+        await row.locator("form.confirm button.danger").click()
+    assert await page.locator(f"table.members tr[data-peer='{b_id}']").count() == 0
     assert await page.locator("table.members tbody tr").count() == 1
     assert space(a, "team")["epoch"] == epoch + 1
 
@@ -190,3 +192,43 @@ async def test_removing_a_member_says_what_it_does(browser, alice_and_bob, tmp_p
     open_page_ = await open_page(browser, a.url + "/spaces/main", page_errors)
     assert "Open to everyone with this network's key" in await open_page_.inner_text("#open-note")
     await screenshots(browser, a.url + "/spaces/main", tmp_path / "screenshots", "space-open", page_errors)
+
+
+async def test_the_forms_work_without_script_and_say_what_went_wrong(browser, peer, page_errors):
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto(peer.url + "/spaces")
+    await page.fill("#create-space input[name=name]", "team")
+    await page.click("#create-space button[type=submit]")
+    await page.wait_for_url(peer.url + "/spaces/team", timeout=DEADLINE)
+    await page.goto(peer.url + "/spaces")
+    await page.fill("#create-space input[name=name]", "team")
+    await page.click("#create-space button[type=submit]")
+    assert "exists already" in await page.inner_text("#create-space-problem")
+    assert await page.input_value("#create-space input[name=name]") == "team"
+    assert [s["name"] for s in peer.get("/api/spaces")].count("team") == 1
+
+    await page.goto(peer.url + "/spaces/team")
+    await page.select_option("#invite-as", "reader")
+    await page.click("#make-invite")
+    assert await page.locator("#invite-result").is_visible()
+    assert (await page.input_value("#invite")).startswith(f"meshpad://{peer.address}/{space(peer, 'team')['id']}#")
+    assert await page.inner_text("#invite-role") == "reader"
+
+    await page.click("#rename summary")
+    await page.fill("#rename input[name=name]", "crew")
+    await page.click("#rename button[type=submit]")
+    await page.wait_for_url(peer.url + "/spaces/crew", timeout=DEADLINE)
+    assert space(peer, "crew") is not None and space(peer, "team") is None
+    # A space this peer is not in does not exist.
+    missing = await page.goto(peer.url + "/spaces/team")
+    assert missing is not None and missing.status == 404
+    await context.close()
+
+    # With script, a rename goes through the API and opens the new address.
+    page = await open_page(browser, peer.url + "/spaces/crew", page_errors)
+    await page.click("#rename summary")
+    await page.fill("#rename input[name=name]", "crew.2")
+    await page.click("#rename button[type=submit]")
+    await page.wait_for_url(peer.url + "/spaces/crew.2", timeout=DEADLINE)
+    assert space(peer, "crew.2") is not None
