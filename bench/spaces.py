@@ -15,7 +15,10 @@
   ``GET /api/spaces`` ``"wire"``, summed over the spaces, with the first
   space's ``/metrics`` as a cross-check and its messages by type; against
   the same pair sharing 1 space of 100 documents;
-* keystroke: the peer-level keystroke row of ``bench/run.py``.
+* keystroke: the peer-level keystroke row of ``bench/run.py`` (a client of
+  A types, a client of B waits for each character), with the CPU both peers
+  used per keystroke, against the same on the tree before spaces
+  (``git archive`` of that commit), the two run in turn.
 
 Run alone: ``python bench/spaces.py [--quick] [--idle-seconds N]``.
 """
@@ -38,11 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from common import ROOT, Row, exists, get_json, percentile, table, wait_sync
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from processes import Peer
 from prometheus_client.parser import text_string_to_metric_families
 from roster import MEMBERS, best_of, build_space, interleaved, signer
+from yclient import YClient, wait_for
 
 from crdt import peerwire as pw
 from crdt import roster as rs
@@ -417,50 +422,77 @@ def tree_at(commit: str, into: Path) -> Path:
     return into
 
 
-def keystroke_samples(work: Path, count: int, env: dict[str, str]) -> list[float]:
-    """run.py's keystroke row: *count* characters typed one at a time by a
-    client of A, each timed until B's client has it."""
-    from run import keystrokes
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+async def type_keys(a: Peer, b: Peer, count: int) -> tuple[list[float], float]:
+    """bench/run.py's keystroke loop: *count* characters typed one at a time
+    by a client of A, each timed until B's client has it; also the CPU both
+    peers used while typing, per keystroke."""
+    assert a.proc is not None and b.proc is not None
+    async with aiohttp.ClientSession() as http:
+        writer = await YClient.connect(http, f"{a.url}/ws/keys", 71)
+        reader = await YClient.connect(http, f"{b.url}/ws/keys", 72)
+        await wait_for(lambda: writer.synced and reader.synced, 10)
+        samples = []
+        cpu0 = cpu_seconds(a.proc.pid) + cpu_seconds(b.proc.pid)
+        for i in range(count):
+            before = len(reader.frames)
+            start = time.perf_counter()
+            await writer.insert(i, "k")
+            await reader.wait_frames(before + 1)
+            assert len(reader.frames) > before, "the reading client was disconnected"
+            samples.append(time.perf_counter() - start)
+        cpu = cpu_seconds(a.proc.pid) + cpu_seconds(b.proc.pid) - cpu0
+        await writer.close()
+        await reader.close()
+    return samples, cpu / count
+
+
+def keystroke_samples(work: Path, count: int, env: dict[str, str]) -> tuple[list[float], float]:
     a = Peer(work / "a", env=env, command=[*PYTHON, "-m", "server"]).start()
     b = Peer(work / "b", args=["--join", a.address], env=env, command=[*PYTHON, "-m", "server"]).start()
     try:
         wait_sync(lambda: connected(b) > 0, 30)
         call(f"{a.url}/api/docs", {"name": "keys"})
         wait_sync(lambda: exists(b, "keys"), 30)
-        samples, _, _ = asyncio.run(keystrokes(a, b, count))
+        return asyncio.run(type_keys(a, b, count))
     finally:
         b.stop()
         a.stop()
-    return samples
 
 
 def row_keystroke(work: Path, quick: bool) -> Row:
     """The peer-level keystroke row (bench/run.py's), on this tree and on
-    the tree before spaces, in turn: *rounds* runs of each."""
+    the tree before spaces, in turn: *rounds* runs of each. Also the CPU the
+    two peers used per keystroke, which the machine's load moves less than
+    the wall-clock times."""
     rounds, count = (2, 300) if quick else (3, 1000)
     before = tree_at(BEFORE_SPACES, work / "before-spaces")
-    now: list[float] = []
-    then: list[float] = []
+    times: dict[str, list[float]] = {"now": [], "then": []}
     p99s: dict[str, list[float]] = {"now": [], "then": []}
+    cpus: dict[str, list[float]] = {"now": [], "then": []}
     for i in range(rounds):
-        run_now = keystroke_samples(work / f"keys-now-{i}", count, {"PYTHONPATH": str(ROOT)})
-        run_then = keystroke_samples(work / f"keys-then-{i}", count, {"PYTHONPATH": str(before)})
-        now += run_now
-        then += run_then
-        p99s["now"].append(percentile(run_now, 99) * 1000)
-        p99s["then"].append(percentile(run_then, 99) * 1000)
-    p50, p99 = percentile(now, 50) * 1000, percentile(now, 99) * 1000
-    r50, r99 = percentile(then, 50) * 1000, percentile(then, 99) * 1000
+        for which, tree in (("now", ROOT), ("then", before)):
+            samples, cpu = keystroke_samples(work / f"keys-{which}-{i}", count, {"PYTHONPATH": str(tree)})
+            times[which] += samples
+            p99s[which].append(percentile(samples, 99) * 1000)
+            cpus[which].append(cpu * 1000)
+    p50, p99 = percentile(times["now"], 50) * 1000, percentile(times["now"], 99) * 1000
+    r50, r99 = percentile(times["then"], 50) * 1000, percentile(times["then"], 99) * 1000
 
     def span(values: list[float]) -> str:
         return f"{min(values):.2f}–{max(values):.2f}"
 
     return Row(
         f"keystroke latency ({rounds} × {count:,} keys, A → B, peer level as in bench/run.py)",
-        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99 of each run {span(p99s['now'])} ms)",
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99 of each run {span(p99s['now'])} ms); "
+        f"CPU of both peers {statistics.median(cpus['now']):.2f} ms a keystroke",
         f"before spaces ({BEFORE_SPACES[:7]}), in turn: p50 {r50:.2f} ms, p99 {r99:.2f} ms "
-        f"(p99 of each run {span(p99s['then'])} ms)",
+        f"(p99 of each run {span(p99s['then'])} ms); CPU {statistics.median(cpus['then']):.2f} ms a keystroke",
         "p99 ≤ 5 ms",
         p99 <= 5,
     )
