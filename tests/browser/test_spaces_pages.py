@@ -33,6 +33,7 @@ def call(peer: Peer, method: str, path: str, body: dict | None = None) -> dict:
 
 async def open_page(browser, url: str, errors: list[str], scheme: str = "light", width: int = 1100):
     context = await browser.new_context(color_scheme=scheme, viewport={"width": width, "height": 800})
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.split("/spaces")[0])
     page = await context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
@@ -102,6 +103,9 @@ async def test_invite_to_a_space(browser, alice_and_bob, tmp_path, page_errors):
     assert invite.startswith(f"meshpad://{a.address}/{space(a, 'team')['id']}#")
     assert await page.inner_text("#invite-role") == "reader"
     assert "once, for 7 days" in await page.inner_text("#invite-card")
+    await page.click("#copy-invite")
+    await until(page, "document.getElementById('copy-invite').textContent === 'Copied'")
+    assert await page.evaluate("navigator.clipboard.readText()") == invite
     # The page did not load again: the invite came through the API.
     assert page.url == a.url + "/spaces/team"
 
