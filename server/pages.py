@@ -303,7 +303,12 @@ def _missing(request: web.Request, runtime: Runtime, name: str, suffix: str = ""
         query = f"?{request.query_string}" if request.query_string else ""
         raise web.HTTPFound(f"/doc/{runtime.name_of(moved)}{suffix}{query}")
     in_trash = runtime.core.registry.trashed(name) is not None
-    return render(request, "missing.html", status=404, name=name, in_trash=in_trash)
+    spaces = request.app[SPACES]
+    space = next(s for s in spaces if s.runtime is runtime)
+    return render(
+        request, "missing.html", status=404, name=name, in_trash=in_trash, space=spaces.label(space),
+        writable=runtime.writable,
+    )  # fmt: skip
 
 
 # -- pages ---------------------------------------------------------------------
@@ -353,6 +358,7 @@ async def index(
         "spaces": [
             {"name": spaces.label(s), "role": s.role, "writable": s.runtime.writable} for s in spaces
         ],
+        "existing_ref": existing,
         "documents": documents, "query": query, "pages": pages, "sorts": sorts,
         "inside": len(query.q) >= SEARCH_MIN_CHARS, "min_chars": SEARCH_MIN_CHARS, "max_query": MAX_QUERY,
         "self_url": _list_url(query), "now": runtime.wall(),
@@ -388,6 +394,8 @@ async def editor(request: web.Request) -> web.Response:
         ref=spaces.ref(space, name),
         space=spaces.label(space),
         spaces_count=len(spaces),
+        space_id=space.hex,
+        first_space=space is spaces.first,
         role=space.role,
         read_only=not runtime.writable,
         removed=space.removed,

@@ -54,6 +54,7 @@ INVITES_FILE = "invites.json"
 LEGACY_NAME = "main"  # what the first space is called until an admin renames it
 INVITE_DAYS = 7
 REF_SEPARATOR = "@"
+CLOSE_ROLE = 4403  # an editor's WebSocket closed because this peer may no longer write (static/editor.js)
 
 
 class SpaceError(MeshpadError):
@@ -208,6 +209,7 @@ class Space:
     # Why a member closed a link of ours, when it says we were removed (told
     # in a WebSocket close: shown, not trusted like the signed roster).
     refused_as: str | None = None
+    was_writable: bool = True  # (what its editors were opened with)
 
     @property
     def hex(self) -> str:
@@ -545,6 +547,7 @@ class Spaces:
                     space.name,
                 )
             self._rekey(space)
+            self._rights_changed(space)
         elif isinstance(effect, KeysChanged):
             write_keys(space.dir / KEYS_FILE, space.access.keys)
             self._rekey(space)
@@ -560,6 +563,18 @@ class Spaces:
         if "removed from this space" in reason and space.refused_as is None:
             space.refused_as = reason
             log.warning("a member of %s refuses this peer: %s", space.name, reason)
+
+    def _rights_changed(self, space: Space) -> None:
+        """When this peer may no longer write in *space*, its editors are
+        closed with CLOSE_ROLE: they load again, read-only and saying why."""
+        runtime = space.runtime
+        if runtime is None or runtime.engine is None:
+            return
+        writable = runtime.writable
+        if space.was_writable and not writable:
+            for conn in list(runtime.connections.values()):
+                conn.close(f"your role in {space.name} changed: you may read, not write", CLOSE_ROLE)
+        space.was_writable = writable
 
     def _rekey(self, space: Space) -> None:
         if space.peering is not None:

@@ -21,6 +21,8 @@ import {
 } from 'meshpad-vendor'
 import { setupHistory, authorColours } from 'meshpad-history'
 import { setupLife, CLOSE_DELETED, refPath } from 'meshpad-life'
+
+const CLOSE_ROLE = 4403 // server/spaces.py
 import { markdownEditing } from 'meshpad-markdown-commands'
 import { setupPreview } from 'meshpad-preview'
 
@@ -177,6 +179,9 @@ provider.on('connection-close', (event) => {
     stopTooLarge({ over: m ? Number(m[1]) : null, limit: m ? Number(m[2]) : maxDocumentBytes, atLeast: false })
   }
   if (event && event.code === CLOSE_DELETED) stopDeleted(event.reason)
+  // This peer may no longer write in the space (server/spaces.py CLOSE_ROLE):
+  // the page loads again, read-only, and says why.
+  if (event && event.code === CLOSE_ROLE) location.reload()
   unansweredSince = null
   if (unsavedUntil !== null) unsavedUntil = Infinity
   render()
