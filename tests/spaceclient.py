@@ -114,17 +114,21 @@ class RawLink:
     def of(self, kind: type[Any]) -> list[Any]:
         return [m for m in self.received if isinstance(m, kind)]
 
-    async def hello_or_close(self) -> pw.Hello | str:
-        """The other side's HELLO (it admitted this link), or the reason it
-        closed the link with."""
+    async def admitted_or_closed(self) -> pw.Hello | str:
+        """The other side's HELLO once it has admitted this link (a peer
+        sends its HELLO before it reads ours, and ROSTER_HEADS once it has
+        admitted the link: ``crdt.access``), or the reason it closed the
+        link with."""
         found = await wait_for(
-            lambda: self.of(pw.Hello) or self.closed, timeout=10, what=lambda: f"HELLO back; got {self.received!r}"
+            lambda: self.closed or (self.of(pw.RosterHeads) and self.of(pw.Hello)),
+            timeout=10,
+            what=lambda: f"the link admitted or closed; got {self.received!r}",
         )
         return found if isinstance(found, str) else found[0]
 
     async def ready(self) -> pw.Hello:
         """The other side's HELLO: it admitted this link."""
-        found = await self.hello_or_close()
+        found = await self.admitted_or_closed()
         assert isinstance(found, pw.Hello), f"the link was closed: {found}"
         return found
 

@@ -5,8 +5,10 @@
 * a reader's peer that sends edits through the raw protocol (a test client
   holding its keys, ``tests/spaceclient.py``) changes no replica, and the
   attempts are logged and counted;
-* a removed member, online or offline at the removal, is refused and gets
-  no new change, and keeps what it had.
+* a removed member, online or offline at the removal, is refused, gets no
+  new change, keeps what it had and is told; a removed peer takes no change
+  from a member that missed the removal; a member restarted where nobody
+  can dial it dials back at once.
 
 Each peer has a network key of its own, so the first spaces (``main``) of
 the three peers are three different spaces, and every link between them is
@@ -197,12 +199,14 @@ def test_a_space_reaches_its_members_and_nobody_else(tmp_path):
             wait_text(b, f"{name}@{s}", text)
         for name, text in t_docs.items():
             wait_text(c, f"{name}@{t}", text)
-        # One more change in S after C is in T: it flows to B, and not to C.
-        late = f"s-late-{tag}"
-        ok(a, "POST", "/api/docs", {"name": late, "text": f"{late} text\n", "space": s}, status=201)
-        s_docs[late] = f"{late} text\n"
-        wait_text(b, f"{late}@{s}", s_docs[late])
-        wait_text(c, f"{next(iter(t_docs))}@{t}", next(iter(t_docs.values())))
+        # One more document in each space, now that both links are up: S's
+        # reaches B, T's (made after it) reaches C.
+        for space, docs in ((s, s_docs), (t, t_docs)):
+            late = f"{space}-late"
+            docs[late] = f"{late} text {tag}\n"
+            ok(a, "POST", "/api/docs", {"name": late, "text": docs[late], "space": space}, status=201)
+        for space, docs, peer in ((s, s_docs, b), (t, t_docs, c)):
+            wait_text(peer, f"{space}-late@{space}", docs[f"{space}-late"])
         a_s_links_without_c()
         assert space_of(a, s)["members"] and member_row(a, s, b_id)["connected"]
         assert member_row(a, t, c_id)["connected"]
@@ -244,6 +248,11 @@ def test_a_space_reaches_its_members_and_nobody_else(tmp_path):
         assert b_wires[s_id]["in"] > 0
         assert all(w == {"in": 0, "out": 0} for sid, w in b_wires.items() if sid != s_id), b_wires
         a_s_links_without_c()
+        # A's counters too: B and C dialled A, each for its space, and A's
+        # first space has no link at all, so not a byte is counted there.
+        a_wires = {x["id"]: x["wire"] for x in ok(a, "GET", "/api/spaces")}
+        assert a_wires[s_id]["in"] > 0 and a_wires[t_id]["in"] > 0, a_wires
+        assert all(w == {"in": 0, "out": 0} for sid, w in a_wires.items() if sid not in (s_id, t_id)), a_wires
     finally:
         for peer in (c, b, a):
             peer.stop()
@@ -500,7 +509,7 @@ async def _member_edit(peer: Peer, keys: PeerKeys, doc: str, insert: str) -> str
     with, or None when it refuses the link."""
     async with aiohttp.ClientSession() as http:
         link = await RawLink.open(http, peer.url, keys, name="e")
-        if isinstance(await link.hello_or_close(), str):
+        if isinstance(await link.admitted_or_closed(), str):
             return None
         ydoc: pycrdt.Doc = pycrdt.Doc()
         try:
