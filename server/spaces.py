@@ -555,8 +555,14 @@ class Spaces:
             write_invites(space.dir / INVITES_FILE, space.access.invites)
             log.info("an invite to %s was used by peer %s", space.name, effect.peer_id.hex())
         elif isinstance(effect, Refused):
-            level = logging.WARNING if effect.what in ("edit", "roster") else logging.INFO
-            log.log(level, "space %s: refused from peer %s: %s", space.name, effect.peer_id.hex(), effect.detail)
+            # Logged, not flooded: the first few, then every hundredth (all are counted).
+            count = space.access.refused.get(effect.what, 0)
+            if count <= 3 or count % 100 == 0:
+                level = logging.WARNING if effect.what in ("edit", "roster") else logging.INFO
+                log.log(
+                    level, "space %s: refused from peer %s: %s (%d refused so far)",
+                    space.name, effect.peer_id.hex(), effect.detail, count,
+                )  # fmt: skip
 
     def refused(self, space: Space, reason: str) -> None:
         """A member closed our link with *reason*."""
