@@ -139,6 +139,9 @@ class Access:
     def admit(self, link: Link, hello: pw.Hello, now: float) -> tuple[bool, list[Effect]]:
         """At HELLO: keep the link? (False: the effects close it.)"""
         peer = link.remote_id or hello.peer_id
+        if self.me in self.roster.removed:
+            # Removed: this peer takes nothing more of the space, from anyone.
+            return False, [self._refuse(link, peer, "link", "that peer was removed from this space")]
         if hello.space != self.roster.space_id:
             return False, [self._refuse(link, peer, "link", "this link is for another space")]
         if self.roster.role(peer) is not None:
@@ -337,4 +340,4 @@ class Access:
         return [self._send(link, pw.RosterHeads(tuple(self.roster.heads[: pw.MAX_ROSTER_HEADS])), now)]
 
     def next_deadline(self, now: float) -> float:
-        return self._next_heads if self._next_heads is not None else now + ROSTER_PERIOD
+        return self._next_heads if self._next_heads is not None else now

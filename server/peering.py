@@ -463,7 +463,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return ws
     candidates = spaces.handshake_keys()
     channel = SecureChannel(peering.identity, initiator=False, keys=[key for _, key in candidates])
-    peering.wire_in += len(msg.data)
     try:
         replies, _ = channel.receive(msg.data)
     except RemoteProtocolError as exc:
@@ -472,6 +471,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await ws.close(code=1008, message=f"protocol error: handshake refused: {exc}".encode()[:120])
         return ws
     space = candidates[channel.chosen or 0][0]
+    size = len(msg.data) + _ws_header(len(msg.data), masked=True)
+    space.peering.wire_in += size
+    space.peering.traffic.count("in", "handshake", size)
     await space.peering.serve(ws, outbound=False, address=host, host=host, channel=channel, replies=replies)
     return ws
 
