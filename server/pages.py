@@ -396,6 +396,7 @@ async def editor(request: web.Request) -> web.Response:
         spaces_count=len(spaces),
         space_id=space.hex,
         first_space=space is spaces.first,
+        move_to=[spaces.label(s) for s in spaces if s is not space and s.runtime.writable] if runtime.writable else [],
         role=space.role,
         read_only=not runtime.writable,
         removed=space.removed,

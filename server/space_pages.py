@@ -15,7 +15,7 @@ from crdt.errors import InvalidName
 from crdt.names import validate_name
 from server import addresses
 from server.keys import SETTINGS
-from server.pages import json_error
+from server.pages import json_error, render
 from server.runtime import DocumentExists, DocumentNotFound
 from server.spaces import SPACES, Space, SpaceError, Spaces
 
@@ -32,6 +32,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/spaces/{space}/members/{peer}", api_role)
     app.router.add_delete("/api/spaces/{space}/members/{peer}", api_remove)
     app.router.add_post("/api/docs/{name}/move", api_move)
+    app.router.add_post("/doc/{name}/move", form_move)
 
 
 async def payload(request: web.Request) -> dict[str, Any]:
@@ -229,3 +230,20 @@ async def api_move(request: web.Request) -> web.Response:
         raise json_error(404 if isinstance(exc, DocumentNotFound) else 409, str(exc)) from exc
     body = {"name": name, "space": spaces.label(target), "ref": ref}
     return web.json_response(body, headers={"Location": f"/api/docs/{ref}"})
+
+
+async def form_move(request: web.Request) -> web.Response:
+    """The editor's Move form: the document opens again in its new space."""
+    spaces = request.app[SPACES]
+    form = await request.post()
+    try:
+        source, raw = spaces.resolve(request.match_info["name"])
+        name = validate_name(raw)
+        target = spaces.find(str(form.get("space") or ""))
+        if not source.runtime.exists(name):
+            raise DocumentNotFound(f"no document named {name!r}")
+        ref = await move(spaces, source, name, target, hist.Author("", "", source.runtime.peer_hex))
+    except (InvalidName, SpaceError, DocumentNotFound, DocumentExists) as exc:
+        status = exc.status if isinstance(exc, SpaceError) else 400
+        return render(request, "error.html", status=status, title="Cannot move the document", message=str(exc))
+    raise web.HTTPSeeOther(f"/doc/{ref}")

@@ -102,6 +102,24 @@ export function setupLife ({
     el.hidden = !text
   }
 
+  // The Move form (a plain form post: the page opens again in the new space).
+  const moveToggle = document.getElementById('move-toggle')
+  const moveForm = document.getElementById('move-form')
+  if (moveToggle && moveForm) {
+    moveToggle.addEventListener('click', () => {
+      const opening = moveForm.hidden
+      openOnly(null)
+      moveForm.hidden = !opening
+      moveToggle.setAttribute('aria-expanded', String(opening))
+      if (opening) document.getElementById('move-space').focus()
+    })
+    document.getElementById('move-cancel').addEventListener('click', () => {
+      moveForm.hidden = true
+      moveToggle.setAttribute('aria-expanded', 'false')
+      moveToggle.focus()
+    })
+  }
+
   renameToggle.addEventListener('click', () => {
     if (!renameForm.hidden) return openOnly(null)
     openOnly('rename')
