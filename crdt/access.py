@@ -139,8 +139,11 @@ class Access:
     def admit(self, link: Link, hello: pw.Hello, now: float) -> tuple[bool, list[Effect]]:
         """At HELLO: keep the link? (False: the effects close it.)"""
         peer = link.remote_id or hello.peer_id
-        if self.me in self.roster.removed:
-            # Removed: this peer takes nothing more of the space, from anyone.
+        if self.me in self.roster.removed and (hello.space != self.roster.space_id or self.roster.role(peer) is None):
+            # Removed: this peer takes nothing more of the space, from anyone
+            # (may_write). A member's link is still kept, for the roster: a
+            # concurrent op may void the removal (its author removed first),
+            # and this peer learns it there, or it would be cut off for good.
             return False, [self._refuse(link, peer, "link", "that peer was removed from this space")]
         if hello.space != self.roster.space_id:
             return False, [self._refuse(link, peer, "link", "this link is for another space")]
@@ -193,6 +196,8 @@ class Access:
     # -- rights ---------------------------------------------------------------
 
     def may_write(self, link: Link) -> bool:
+        if self.me in self.roster.removed:
+            return False  # removed here: no change is taken from anyone
         return self.role_of(link.peer_id) in ("admin", "writer")
 
     def takes_pushes(self, link: Link) -> bool:
