@@ -27,6 +27,7 @@ node without this layer, so its runs stay replayable from their seed.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,19 @@ NOISE_MAX = 65535
 TAG = 16
 CHUNK = NOISE_MAX - TAG - 1  # plaintext bytes per Noise message
 KEY_BYTES = 32
+
+
+EPHEMERAL = 32  # the dialler's ephemeral public key, first in Noise message 1
+MESSAGE_1 = EPHEMERAL + TAG  # Noise message 1 with an empty payload
+HINT = 8  # bytes of the key hint after message 1
+
+
+def key_hint(psk: bytes, ephemeral: bytes) -> bytes:
+    """Which key a dialler holds, for a responder that holds it too: a MAC of
+    the link's fresh ephemeral key under the pre-shared key (random to
+    anyone without the key). It spares a responder of many spaces a Noise
+    trial per key; the handshake authenticates the key all the same."""
+    return hashlib.blake2s(ephemeral, key=psk, digest_size=HINT, person=b"mshphint").digest()
 
 
 def peer_id_of(public_key: bytes) -> bytes:
@@ -109,7 +123,8 @@ class SecureChannel:
         self._identity = identity
         self._keys = list(keys) if keys and not initiator else [identity.network_key]
         self.chosen: int | None = None if len(self._keys) > 1 else 0
-        self._noise = self._connection(self._keys[0])
+        # A responder of several keys builds its connection once it knows the key.
+        self._noise: NoiseConnection = self._connection(self._keys[0]) if len(self._keys) == 1 else None
         self._step = 0  # handshake messages seen or sent
 
     def _connection(self, psk: bytes) -> NoiseConnection:
@@ -129,7 +144,9 @@ class SecureChannel:
         if not self.initiator:
             return []
         self._step = 1
-        return [PROLOGUE[:4] + encode_varuint(VERSION) + bytes(self._noise.write_message(b""))]
+        message = bytes(self._noise.write_message(b""))
+        hint = key_hint(self._keys[0], message[:EPHEMERAL])
+        return [PROLOGUE[:4] + encode_varuint(VERSION) + message + hint]
 
     def receive(self, frame: bytes) -> tuple[list[bytes], bytes | None]:
         """Returns (frames to send, decrypted peer-protocol message or None).
@@ -154,10 +171,15 @@ class SecureChannel:
                 message = f"unsupported protocol version {version} (this peer speaks {VERSION})"
                 raise HandshakeRefused(message, "version")
             body = frame[r.pos :]
-            if len(self._keys) == 1:
+            if len(body) == MESSAGE_1 + HINT:
+                body, hint = body[:MESSAGE_1], body[MESSAGE_1:]
+                keys = [i for i, k in enumerate(self._keys) if hmac.compare_digest(key_hint(k, body[:EPHEMERAL]), hint)]
+            else:
+                keys = list(range(len(self._keys)))  # no hint: every key is tried
+            if len(self._keys) == 1 and keys == [0]:
                 noise.read_message(body)
             else:
-                noise = self._noise = self._first_that_reads(body)
+                noise = self._noise = self._first_that_reads(body, keys)
             self._step = 2
             return [bytes(noise.write_message(b""))]
         if self.initiator and self._step == 1:
@@ -174,11 +196,13 @@ class SecureChannel:
             return []
         raise RemoteProtocolError("unexpected handshake message")
 
-    def _first_that_reads(self, body: bytes) -> NoiseConnection:
+    def _first_that_reads(self, body: bytes, indexes: list[int]) -> NoiseConnection:
         """The connection whose key authenticates message 1 (psk0 binds the
-        key into it, so only the right one does)."""
-        failure: Exception | None = None
-        for index, psk in enumerate(self._keys):
+        key into it, so only the right one does), of the keys *indexes*
+        names (those the hint matches)."""
+        failure: Exception = ValueError("no key of this peer matches")
+        for index in indexes:
+            psk = self._keys[index]
             noise = self._connection(psk)
             try:
                 noise.read_message(body)
@@ -187,7 +211,6 @@ class SecureChannel:
                 continue
             self.chosen = index
             return noise
-        assert failure is not None
         raise failure
 
     def _established(self, remote_public: bytes) -> None:
