@@ -6,6 +6,7 @@ for it, as for a document of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -142,53 +143,43 @@ def _peer(request: web.Request, space: Space) -> bytes:
     return peer
 
 
+def _changed(request: web.Request, space: Space, change: Callable[[], None]) -> web.Response:
+    """Make a roster change; the answer is the space as it is now."""
+    try:
+        change()
+    except SpaceError as exc:
+        raise _fail(exc) from exc
+    return web.json_response(space_json(request.app[SPACES], space, members=True))
+
+
 async def api_role(request: web.Request) -> web.Response:
-    spaces = request.app[SPACES]
     space = _space(request)
     peer = _peer(request, space)
     role = (await payload(request)).get("role")
     if role not in ("admin", "writer", "reader"):
         raise json_error(400, '"role" is "admin", "writer" or "reader"')
-    try:
-        spaces.set_role(space, peer, role)
-    except SpaceError as exc:
-        raise _fail(exc) from exc
-    return web.json_response(space_json(spaces, space, members=True))
+    return _changed(request, space, lambda: request.app[SPACES].set_role(space, peer, role))
 
 
 async def api_remove(request: web.Request) -> web.Response:
-    spaces = request.app[SPACES]
     space = _space(request)
     peer = _peer(request, space)
-    try:
-        spaces.remove(space, peer)
-    except SpaceError as exc:
-        raise _fail(exc) from exc
-    return web.json_response(space_json(spaces, space, members=True))
+    return _changed(request, space, lambda: request.app[SPACES].remove(space, peer))
 
 
 async def api_seal(request: web.Request) -> web.Response:
-    spaces = request.app[SPACES]
     space = _space(request)
-    try:
-        spaces.seal(space)
-    except SpaceError as exc:
-        raise _fail(exc) from exc
-    return web.json_response(space_json(spaces, space, members=True))
+    return _changed(request, space, lambda: request.app[SPACES].seal(space))
 
 
 async def api_rename(request: web.Request) -> web.Response:
-    spaces = request.app[SPACES]
     space = _space(request)
     name = (await payload(request)).get("name")
     try:
         validate_name(name)
-        spaces.rename(space, str(name))
     except InvalidName as exc:
         raise json_error(400, str(exc)) from exc
-    except SpaceError as exc:
-        raise _fail(exc) from exc
-    return web.json_response(space_json(spaces, space, members=True))
+    return _changed(request, space, lambda: request.app[SPACES].rename(space, str(name)))
 
 
 async def move(spaces: Spaces, source: Space, name: str, target: Space, by: hist.Author) -> str:
