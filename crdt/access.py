@@ -146,7 +146,7 @@ class Access:
             # and this peer learns it there, or it would be cut off for good.
             return False, [self._refuse(link, peer, "link", "that peer was removed from this space")]
         if hello.space != self.roster.space_id:
-            return False, [self._refuse(link, peer, "link", "this link is for another space")]
+            return False, [self._refuse(link, peer, "link", "protocol error: this link is for another space")]
         if self.roster.role(peer) is not None:
             return True, []
         if peer in self.roster.removed and not hello.token:

@@ -179,6 +179,12 @@ class Peering:
     def close(self, link_id: int, reason: str) -> None:
         link = self.links.get(link_id)
         if link is not None:
+            if reason.startswith("protocol error") and not link.refused:
+                # The core found invalid data it could answer without raising
+                # (a HELLO for another space, a roster op that does not verify,
+                # a cursor it cannot read): a strike like any other.
+                self._refuse(link, link.address, reason.removeprefix("protocol error: "))
+                return
             log.info("closing link to %s: %s", link.address, reason)
             link.close(reason)
 

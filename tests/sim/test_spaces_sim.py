@@ -136,7 +136,8 @@ def run_spaces(seed: int, n: int | None = None) -> tuple[SpaceNet, Record]:
     a, b = rng.choice(shared)
     net.cross_link(net.unit(a, 0).address, net.unit(b, 1).address)
     net.run_until(t + 1)
-    assert any(r == "this link is for another space" for _, _, _, r in net.closes), f"seed {seed}: cross link kept"
+    refused = "protocol error: this link is for another space"
+    assert any(r == refused for _, _, _, r in net.closes), f"seed {seed}: cross link kept"
 
     # The plan of the special events.
     promote = next((k, i) for k in range(spaces) for i, r in plans[k].items() if r == "reader")
