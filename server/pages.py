@@ -225,9 +225,7 @@ async def listing(request: web.Request, query: ListQuery) -> tuple[list[Listed],
         found, count = await _listing(space.runtime, wide)
         total += count
         label = spaces.label(space)
-        rows += [
-            Listed(i.name, i.length, i.created_at, i.updated_at, label, spaces.ref(space, i.name)) for i in found
-        ]
+        rows += [Listed(i.name, i.length, i.created_at, i.updated_at, label, spaces.ref(space, i.name)) for i in found]
     if len(chosen) > 1:
         if query.sort == "name":
             rows.sort(key=lambda r: (r.name, r.space), reverse=query.order == "desc")
