@@ -247,8 +247,8 @@ class Access:
         member sends cannot grow the keys (each tried at every inbound
         handshake) past the roster's epochs. A key for a REMOVE not held yet
         is asked for again: our heads (want) bring the op, then the key."""
-        if self.roster.role(link.peer_id or b"") is None:
-            return []  # only a member's keys are taken
+        if self.roster.role(link.peer_id or b"") not in ("admin", "writer"):
+            return []  # a reader's keys are not taken: it could plant a false one
         unknown = [i for _, i, _ in msg.keys if i not in self.keys]
         if not unknown:
             return []
@@ -272,10 +272,13 @@ class Access:
 
     def signed(self, ops: tuple[bytes, ...], now: float, new_key: SpaceKey | None = None) -> list[Effect]:
         """Ops signed here (already in the roster): store, flood, enforce."""
-        effects: list[Effect] = [RosterChanged(ops)]
+        effects: list[Effect] = []
         if new_key is not None:
+            # The key is stored before the op that starts its epoch: a crash
+            # between the two must not leave an epoch whose key nobody has.
             self.keys[new_key.key_id] = new_key
             effects.append(KeysChanged(tuple(self.keys.values())))
+        effects.append(RosterChanged(ops))
         effects += self._flood(ops, None, now)
         effects += self._after_change(None, now)
         if new_key is not None:

@@ -216,7 +216,7 @@ async def listing(request: web.Request, query: ListQuery) -> tuple[list[Listed],
     """:func:`_listing` over every space (or the one *query* names): each
     space's first ``offset + limit`` rows, merged in the order asked."""
     spaces = request.app[SPACES]
-    chosen = [spaces.find(query.space)] if query.space else list(spaces)
+    chosen = [spaces.find(query.space)] if query.space else [s for s in spaces if s.started]
     end = None if query.limit is None else query.offset + query.limit
     wide = replace(query, offset=0, limit=end, space="")
     rows: list[Listed] = []

@@ -149,6 +149,8 @@ async def _join(request: web.Request, text: object) -> str:
         if known is None:
             await spaces.start(space)
     runtime = space.runtime
+    if runtime.engine is None:
+        return address  # still starting: it dials the invite's address itself
     runtime.perform(runtime.core.join(address, runtime.now()))
     return address
 

@@ -477,6 +477,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await ws.close(code=1008, message=f"protocol error: handshake refused: {exc}".encode()[:120])
         return ws
     space = candidates[channel.chosen or 0][0]
+    if space.peering is not peering:
+        refusal = space.peering.admit(host)  # its own links from that address count too
+        if refusal is not None:
+            log.warning("refused link from %s: %s", host, refusal)
+            await ws.close(code=1008, message=f"protocol error: {refusal}".encode()[:120])
+            return ws
     size = len(msg.data) + _ws_header(len(msg.data), masked=True)
     space.peering.wire_in += size
     space.peering.traffic.count("in", "handshake", size)

@@ -233,15 +233,19 @@ class Space:
 
     @property
     def removed(self) -> bool:
-        """This peer was removed (the roster it holds says so, or a member
-        refused it as removed): it keeps what it had, and gets nothing new."""
-        return self.access.me in self.roster.removed or self.refused_as is not None
+        """This peer was removed (the signed roster it holds says so): it
+        keeps what it had, and gets nothing new."""
+        return self.access.me in self.roster.removed
+
+    @property
+    def started(self) -> bool:
+        return self.runtime is not None and self.runtime.engine is not None
 
     def status(self) -> str:
         if self.joining:
             return "joining"
-        if self.removed:
-            return "removed"
+        if self.removed or self.refused_as is not None:
+            return "removed"  # (a refusal only says so: it changes nothing)
         if self.roster.open:
             return "open"
         return "member" if self.role is not None else "not a member"
@@ -333,8 +337,11 @@ class Spaces:
         return space.name if same == 1 else space.hex
 
     def find(self, text: str) -> Space:
-        """A space by name or id. Raises SpaceError (404)."""
+        """A space by name or id (started: one being set up is not there
+        yet). Raises SpaceError (404)."""
         for space in self.spaces:
+            if not space.started:
+                continue
             if text in (space.hex, space.hex[:8]) or (text == space.name and self.label(space) == space.name):
                 return space
         raise SpaceError(f"no space called {text!r}", 404)
@@ -353,7 +360,7 @@ class Spaces:
         name, sep, where = ref.rpartition(REF_SEPARATOR)
         if sep:
             return self.find(where), name
-        holders = [s for s in self.spaces if s.runtime is not None and s.runtime.exists(ref)]
+        holders = [s for s in self.spaces if s.started and s.runtime.exists(ref)]
         if not holders or holders[0] is self.first:
             return self.first, ref
         if len(holders) > 1:
@@ -368,7 +375,7 @@ class Spaces:
         """How *name* of *space* is written in links: plain when it is unambiguous."""
         if space is self.first and not space.runtime.exists(name):
             return name
-        holders = [s for s in self.spaces if s.runtime is not None and s.runtime.exists(name)]
+        holders = [s for s in self.spaces if s.started and s.runtime.exists(name)]
         if holders and holders[0] is space and (space is self.first or len(holders) == 1):
             return name
         return f"{name}{REF_SEPARATOR}{self.label(space)}"
@@ -377,7 +384,7 @@ class Spaces:
 
     def handshake_keys(self) -> list[tuple[Space, bytes]]:
         """Every key a dialler may hold, with its space (``crdt.secure``)."""
-        return [(space, key.key) for space in self.spaces for key in space.access.keys.values()]
+        return [(space, key.key) for space in self.spaces if space.started for key in space.access.keys.values()]
 
     def identity_for(self, space: Space) -> Identity:
         key = space.access.current_key()
@@ -566,7 +573,7 @@ class Spaces:
 
     def refused(self, space: Space, reason: str) -> None:
         """A member closed our link with *reason*."""
-        if "removed from this space" in reason and space.refused_as is None:
+        if reason.strip() == "removed from this space" and space.refused_as is None:
             space.refused_as = reason
             log.warning("a member of %s refuses this peer: %s", space.name, reason)
 

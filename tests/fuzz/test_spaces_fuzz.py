@@ -662,6 +662,14 @@ def test_a_members_keys_are_taken_for_the_rosters_epochs_only():
     assert h.access.keys == START_KEYS
     remove_w = admin_ops()[4]
     new = SpaceKey(1, rs.decode_op(remove_w).hash, bytes(range(32)))
+    # A reader's key is not taken even for a REMOVE the roster holds (it
+    # could plant a false one); an admin's is.
+    h.net.feed(h.link, pw.encode(pw.Roster((remove_w,))))
+    h.net.now += 0.05
+    h.net.feed(h.link, pw.encode(pw.Keys(((7, new.key_id, new.key),))))
+    assert h.access.keys == START_KEYS
+    h = SpaceHarness(B)
+    h.hello()
     h.net.now += 0.05
     effects = h.net.feed(h.link, pw.encode(pw.Keys(((7, new.key_id, new.key),))))
     assert h.access.keys == START_KEYS
