@@ -51,16 +51,20 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     return web.Response(text=html, content_type="text/html", status=status)
 
 
+def _refusal(request: web.Request, status: int, title: str, message: str, *, html: bool) -> web.HTTPException:
+    """An error page for a page route, a JSON error for an API one."""
+    if html:
+        classes: dict[int, type[web.HTTPException]] = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}
+        page = render(request, "error.html", status=status, title=title, message=message)
+        return classes[status](text=page.text, content_type="text/html")
+    return json_error(status, message)
+
+
 def _name(request: web.Request, raw: object, *, html: bool) -> str:
     try:
         return validate_name(raw)
     except InvalidName as exc:
-        if html:
-            raise web.HTTPBadRequest(
-                text=render(request, "error.html", status=400, title="Invalid name", message=str(exc)).text,
-                content_type="text/html",
-            ) from exc
-        raise json_error(400, str(exc)) from exc
+        raise _refusal(request, 400, "Invalid name", str(exc), html=html) from exc
 
 
 def json_error(status: int, message: str) -> web.HTTPException:
@@ -242,12 +246,7 @@ def doc_target(request: web.Request, raw: object, *, html: bool) -> tuple[Runtim
     try:
         space, name = spaces.resolve(str(raw))
     except SpaceError as exc:
-        if html:
-            raise web.HTTPNotFound(
-                text=render(request, "error.html", status=404, title="No such document", message=str(exc)).text,
-                content_type="text/html",
-            ) from exc
-        raise json_error(404, str(exc)) from exc
+        raise _refusal(request, 404, "No such document", str(exc), html=html) from exc
     return space.runtime, _name(request, name, html=html)
 
 
